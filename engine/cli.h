@@ -1,0 +1,102 @@
+/* What every bgwf command shares: common options, errors and opening the
+ * store and the Lua state. */
+#ifndef BGWF_CLI_H
+#define BGWF_CLI_H
+
+#include <getopt.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "store.h"
+
+/* Exit statuses of the commands. */
+#define EXIT_OK 0
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+
+/* Option values above this are the common options below. */
+enum {
+    OPTION_DB = 1000,
+    OPTION_PATH,
+    OPTION_LOG_LEVEL,
+    OPTION_HELP,
+};
+
+#define CLI_COMMON_OPTIONS                                   \
+    { "db", required_argument, NULL, OPTION_DB },            \
+    { "path", required_argument, NULL, OPTION_PATH },        \
+    { "log-level", required_argument, NULL, OPTION_LOG_LEVEL }, \
+    { "help", no_argument, NULL, OPTION_HELP }
+
+#define CLI_COMMON_HELP                                                              \
+    "  --db PATH          SQLite database file (default $BGWF_DB, else ./bgwf.db)\n"   \
+    "  --path DIRS        ':'-separated folders holding workflows/ and actions/\n"     \
+    "                     (default $BGWF_PATH, else the current folder)\n"             \
+    "  --log-level LEVEL  debug, info, warn or error (default info)\n"                 \
+    "  --help             show this help and exit\n"
+
+/* Returned by cli_common_option when it took the option and parsing goes on. */
+#define CLI_CONTINUE (-2)
+
+struct cli_common {
+    const char *db;
+    const char *path;
+};
+
+/* Fills common with the defaults from BGWF_DB and BGWF_PATH. */
+void cli_common_init(struct cli_common *common);
+
+/* Handles one of the common options. Returns CLI_CONTINUE when it took the
+ * option, EXIT_OK after printing help for --help, EXIT_USAGE after printing
+ * the error for a bad value, and -1 when option is not a common one. */
+int cli_common_option(const char *command, int option, const char *value,
+                      struct cli_common *common, const char *help);
+
+
+/* Prints "bgwf COMMAND: MESSAGE" and a pointer to --help; returns EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Returns the usage error for the getopt failure on argv[optind - 1]. */
+int cli_bad_option(const char *command, int argc, char **argv, int option);
+
+/* Prints "bgwf: MESSAGE" to stderr. */
+void cli_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parses a decimal integer in [min, max]. Returns 0, or -1 when text is not
+ * one. */
+int cli_parse_int(const char *text, int64_t min, int64_t max, int64_t *value);
+
+/* Opens the store named by common->db; prints the error and returns NULL on
+ * failure. */
+struct store *cli_open_store(const struct cli_common *common);
+
+/* Opens a Lua state with common->path as the search path; prints the error
+ * and returns NULL on failure. */
+lua_State *cli_open_lua(const struct cli_common *common);
+
+/* The commands: each takes its own argv (argv[0] is the command name) and
+ * returns the process exit status. */
+int cmd_submit(int argc, char **argv);
+int cmd_executor(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+/* Submits app with scope and the context JSON (NULL for none), printing the
+ * ids. Opens the store into *store when it is NULL, once the workflow was
+ * built; the caller closes it. Shared by submit and run. Returns EXIT_OK
+ * with the ids set, or EXIT_FAILED after printing the error. */
+int cli_submit(const struct cli_common *common, struct store **store, lua_State *L,
+               const char *app, const char *scope, const char *context_json,
+               int64_t *execution_id, int64_t *attempt_id);
+
+/* Reads --context: JSON text, or @FILE for a file's contents. Returns a
+ * malloc'd string, or NULL after printing the error. */
+char *cli_read_context(const char *argument);
+
+/* Prints the status table of an execution (0: the latest). Returns an exit
+ * status. */
+int cli_print_status(struct store *store, int64_t execution_id, int as_json);
+
+#endif

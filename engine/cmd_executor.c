@@ -1,0 +1,286 @@
+/* bgwf executor and bgwf run: the long-running executor, and a one-off run
+ * of one workflow with an executor inside the command. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "executor.h"
+#include "log.h"
+#include "names.h"
+#include "strbuf.h"
+
+#define DEFAULT_MAX_CONCURRENT 8
+#define DEFAULT_HEARTBEAT_MS 5000
+#define DEFAULT_HEARTBEAT_TIMEOUT_MS 30000
+#define DEFAULT_PRECONDITION_TIMEOUT_MS 30000
+
+#define EXECUTOR_TUNING_HELP                                                            \
+    "  --max-concurrent N         steps running at once (default 8)\n"                    \
+    "  --poll-ms MS               wait between looks for due steps when idle\n"            \
+    "  --heartbeat-ms MS          heartbeat interval (default 5000)\n"                     \
+    "  --heartbeat-timeout-ms MS  declare an executor dead after this long without a\n"     \
+    "                             heartbeat and fail its steps (default 30000)\n"
+
+static const char executor_help[] =
+    "Usage: bgwf executor --apps A,B [options]\n"
+    "\n"
+    "Runs steps of the named applications until stopped: finds due steps, checks\n"
+    "their preconditions, claims them and runs each in its own process. Any number\n"
+    "of executors may share a database. SIGTERM or SIGINT stops it after the\n"
+    "running steps finish; a second one kills them (they are recorded FAILED).\n"
+    "\n"
+    "  --apps A,B                 applications (workflow names) this executor runs\n"
+    EXECUTOR_TUNING_HELP
+    "                             (--poll-ms default 500)\n"
+    "  --exit-when-idle           exit once no step of the applications is waiting or\n"
+    "                             running in a running attempt\n"
+    CLI_COMMON_HELP
+    "\n"
+    "Exit status: 0 after a clean stop, 1 when running steps were killed or the\n"
+    "store failed, 2 on a usage error.\n";
+
+static const char run_help[] =
+    "Usage: bgwf run NAME [--scope S] [--context JSON|@FILE] [options]\n"
+    "\n"
+    "Submits the workflow, runs its steps with an executor inside this command\n"
+    "until the attempt ends, and prints the step statuses.\n"
+    "\n"
+    "  --scope S                  as for bgwf submit\n"
+    "  --context JSON             as for bgwf submit (@FILE reads a file)\n"
+    EXECUTOR_TUNING_HELP
+    "                             (--poll-ms default 200)\n"
+    CLI_COMMON_HELP
+    "\n"
+    "Exit status: 0 when the attempt FINISHED, 1 when it did not, 2 on a usage error.\n";
+
+enum {
+    OPTION_APPS = 1,
+    OPTION_MAX_CONCURRENT,
+    OPTION_POLL_MS,
+    OPTION_HEARTBEAT_MS,
+    OPTION_HEARTBEAT_TIMEOUT_MS,
+    OPTION_EXIT_WHEN_IDLE,
+    OPTION_SCOPE,
+    OPTION_CONTEXT,
+};
+
+static const struct option executor_options[] = {
+    { "apps", required_argument, NULL, OPTION_APPS },
+    { "max-concurrent", required_argument, NULL, OPTION_MAX_CONCURRENT },
+    { "poll-ms", required_argument, NULL, OPTION_POLL_MS },
+    { "heartbeat-ms", required_argument, NULL, OPTION_HEARTBEAT_MS },
+    { "heartbeat-timeout-ms", required_argument, NULL, OPTION_HEARTBEAT_TIMEOUT_MS },
+    { "exit-when-idle", no_argument, NULL, OPTION_EXIT_WHEN_IDLE },
+    { "scope", required_argument, NULL, OPTION_SCOPE },
+    { "context", required_argument, NULL, OPTION_CONTEXT },
+    CLI_COMMON_OPTIONS,
+    { NULL, 0, NULL, 0 },
+};
+
+struct parsed {
+    struct cli_common common;
+    struct executor_config config;
+    char *apps_copy;
+    const char **apps;
+    const char *scope;
+    const char *context;
+};
+
+static int parse_number(const char *command, const char *name, const char *text, int64_t min,
+                        int64_t max, int *value)
+{
+    int64_t parsed;
+
+    if (cli_parse_int(text, min, max, &parsed) != 0)
+        return cli_usage_error(command, "invalid %s '%s': use a whole number from %lld to %lld",
+                               name, text, (long long)min, (long long)max);
+    *value = (int)parsed;
+    return CLI_CONTINUE;
+}
+
+static int split_apps(const char *command, struct parsed *parsed, const char *text)
+{
+    int count = 1;
+
+    for (const char *p = text; *p; p++)
+        count += *p == ',';
+    free(parsed->apps_copy);
+    free(parsed->apps);
+    parsed->apps_copy = strbuf_dup(text);
+    parsed->apps = calloc((size_t)count + 1, sizeof *parsed->apps);
+    parsed->config.app_count = 0;
+    for (char *save = NULL, *app = strtok_r(parsed->apps_copy, ",", &save); app;
+         app = strtok_r(NULL, ",", &save)) {
+        if (!names_is_valid(app)) {
+            char *message = names_invalid_message("application", app);
+            int rc = cli_usage_error(command, "%s", message);
+            free(message);
+            return rc;
+        }
+        parsed->apps[parsed->config.app_count++] = app;
+    }
+    if (parsed->config.app_count == 0)
+        return cli_usage_error(command, "--apps needs at least one application name");
+    parsed->config.apps = parsed->apps;
+    parsed->config.apps_text = text;
+    return CLI_CONTINUE;
+}
+
+/* Parses the options of executor or run into parsed. Returns CLI_CONTINUE to
+ * go on, or an exit status. */
+static int parse(const char *command, int argc, char **argv, struct parsed *parsed,
+                 const char *help)
+{
+    struct executor_config *config = &parsed->config;
+    int option, rc;
+
+    opterr = 0;
+    while ((option = getopt_long(argc, argv, ":", executor_options, NULL)) != -1) {
+        int is_run = strcmp(command, "run") == 0;
+        switch (option) {
+        case OPTION_APPS:
+            rc = is_run ? -1 : split_apps(command, parsed, optarg);
+            break;
+        case OPTION_MAX_CONCURRENT:
+            rc = parse_number(command, "--max-concurrent", optarg, 1, 4096,
+                              &config->max_concurrent);
+            break;
+        case OPTION_POLL_MS:
+            rc = parse_number(command, "--poll-ms", optarg, 1, 3600000, &config->poll_ms);
+            break;
+        case OPTION_HEARTBEAT_MS:
+            rc = parse_number(command, "--heartbeat-ms", optarg, 10, 3600000,
+                              &config->heartbeat_ms);
+            break;
+        case OPTION_HEARTBEAT_TIMEOUT_MS:
+            rc = parse_number(command, "--heartbeat-timeout-ms", optarg, 100, 86400000,
+                              &config->heartbeat_timeout_ms);
+            break;
+        case OPTION_EXIT_WHEN_IDLE:
+            config->exit_when_idle = 1;
+            rc = is_run ? -1 : CLI_CONTINUE;
+            break;
+        case OPTION_SCOPE:
+            parsed->scope = optarg;
+            rc = is_run ? CLI_CONTINUE : -1;
+            break;
+        case OPTION_CONTEXT:
+            parsed->context = optarg;
+            rc = is_run ? CLI_CONTINUE : -1;
+            break;
+        default:
+            rc = cli_common_option(command, option, optarg, &parsed->common, help);
+        }
+        if (rc == -1)
+            return cli_bad_option(command, argc, argv, option);
+        if (rc != CLI_CONTINUE)
+            return rc;
+    }
+    if (config->heartbeat_timeout_ms <= config->heartbeat_ms)
+        return cli_usage_error(command, "--heartbeat-timeout-ms (%d) must be longer than "
+                               "--heartbeat-ms (%d), or live executors are declared dead",
+                               config->heartbeat_timeout_ms, config->heartbeat_ms);
+    return CLI_CONTINUE;
+}
+
+static void parsed_init(struct parsed *parsed, int poll_ms)
+{
+    memset(parsed, 0, sizeof *parsed);
+    cli_common_init(&parsed->common);
+    parsed->config.max_concurrent = DEFAULT_MAX_CONCURRENT;
+    parsed->config.poll_ms = poll_ms;
+    parsed->config.heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    parsed->config.heartbeat_timeout_ms = DEFAULT_HEARTBEAT_TIMEOUT_MS;
+    parsed->config.precondition_timeout_ms = DEFAULT_PRECONDITION_TIMEOUT_MS;
+}
+
+static void parsed_free(struct parsed *parsed)
+{
+    free(parsed->apps_copy);
+    free(parsed->apps);
+}
+
+int cmd_executor(int argc, char **argv)
+{
+    struct parsed parsed;
+    int rc;
+
+    parsed_init(&parsed, 500);
+    rc = parse("executor", argc, argv, &parsed, executor_help);
+    if (rc == CLI_CONTINUE && optind != argc)
+        rc = cli_usage_error("executor", "unexpected argument '%s'", argv[optind]);
+    if (rc == CLI_CONTINUE && parsed.config.app_count == 0)
+        rc = cli_usage_error("executor", "--apps is required: name the applications this "
+                             "executor runs, for example --apps simple,reports");
+    if (rc != CLI_CONTINUE) {
+        parsed_free(&parsed);
+        return rc;
+    }
+
+    log_set_role("executor");
+    lua_State *L = cli_open_lua(&parsed.common);
+    struct store *store = L ? cli_open_store(&parsed.common) : NULL;
+    rc = EXIT_FAILED;
+    if (store)
+        rc = executor_run(store, L, &parsed.config);
+    if (store)
+        store->ops->close(store);
+    if (L)
+        lua_close(L);
+    parsed_free(&parsed);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct parsed parsed;
+    struct store *store = NULL;
+    char *context = NULL;
+    int64_t execution_id = 0, attempt_id = 0;
+    int rc;
+
+    parsed_init(&parsed, 200);
+    rc = parse("run", argc, argv, &parsed, run_help);
+    if (rc == CLI_CONTINUE && optind != argc - 1)
+        rc = cli_usage_error("run", optind == argc ? "missing the workflow NAME"
+                                                   : "expected one workflow NAME");
+    if (rc != CLI_CONTINUE) {
+        parsed_free(&parsed);
+        return rc;
+    }
+    const char *app = argv[optind];
+    if (!names_is_valid(app)) {
+        char *message = names_invalid_message("workflow", app);
+        cli_error("%s", message);
+        free(message);
+        parsed_free(&parsed);
+        return EXIT_FAILED;
+    }
+    if (parsed.context && (context = cli_read_context(parsed.context)) == NULL) {
+        parsed_free(&parsed);
+        return EXIT_FAILED;
+    }
+
+    lua_State *L = cli_open_lua(&parsed.common);
+    rc = EXIT_FAILED;
+    if (L && cli_submit(&parsed.common, &store, L, app, parsed.scope, context, &execution_id,
+                        &attempt_id) == EXIT_OK) {
+        const char *apps[] = { app };
+        parsed.config.apps = apps;
+        parsed.config.app_count = 1;
+        parsed.config.apps_text = app;
+        parsed.config.only_attempt = attempt_id;
+        log_set_role("run");
+        rc = executor_run(store, L, &parsed.config);
+        if (cli_print_status(store, execution_id, 0) != EXIT_OK)
+            rc = EXIT_FAILED;
+    }
+    if (store)
+        store->ops->close(store);
+    if (L)
+        lua_close(L);
+    free(context);
+    parsed_free(&parsed);
+    return rc;
+}

@@ -1,0 +1,537 @@
+/* The executor loop: heartbeat, reap, record, find due steps, check
+ * preconditions, claim and fork. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "executor.h"
+#include "log.h"
+#include "luahost.h"
+#include "runner.h"
+#include "strbuf.h"
+
+/* The signal handler's only channel to the loop: it writes the signal
+ * number here, and poll() wakes up. */
+static int signal_pipe[2] = { -1, -1 };
+
+struct pending_update {
+    struct step_update update;
+    char *message;
+    char *error;
+    char *token;
+};
+
+struct executor {
+    struct store *store;
+    lua_State *L;
+    const struct executor_config *config;
+    int64_t id;
+    char host[256];
+    struct step_run *runs;         /* max_concurrent slots; pid 0 means free */
+    int running;
+    struct pending_update *updates;
+    int update_count;
+    int update_capacity;
+    int stop_signals;
+    int killed_steps;
+};
+
+static void on_signal(int number)
+{
+    int saved = errno;
+    unsigned char byte = (unsigned char)number;
+    ssize_t ignored = write(signal_pipe[1], &byte, 1);
+
+    (void)ignored;
+    errno = saved;
+}
+
+static int install_signals(char **error)
+{
+    struct sigaction action;
+
+    if (signal_pipe[0] < 0 && pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        int saved = errno;
+        *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
+        return -1;
+    }
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_signal;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGCHLD, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static void queue_update(struct executor *executor, enum step_update_kind kind,
+                         const struct step_run *run, const char *message, const char *error)
+{
+    if (executor->update_count == executor->update_capacity) {
+        executor->update_capacity = executor->update_capacity ? executor->update_capacity * 2 : 32;
+        executor->updates = realloc(executor->updates,
+                                    (size_t)executor->update_capacity * sizeof *executor->updates);
+    }
+    struct pending_update *pending = &executor->updates[executor->update_count++];
+    pending->message = strbuf_dup(message);
+    pending->error = strbuf_dup(error);
+    pending->token = strbuf_dup(run->step.token);
+    pending->update = (struct step_update){
+        .kind = kind,
+        .step_id = run->step.step_id,
+        .executor_id = executor->id,
+        .try_number = run->try_number,
+        .at_ms = clock_wall_ms(),
+        .message = pending->message,
+        .error = pending->error,
+    };
+}
+
+/* Writes the queued updates in one transaction. On a store error they stay
+ * queued and the next turn tries again. */
+static void flush_updates(struct executor *executor)
+{
+    struct step_update *batch;
+    char *error = NULL;
+    int count = executor->update_count;
+
+    if (count == 0)
+        return;
+    batch = malloc((size_t)count * sizeof *batch);
+    for (int i = 0; i < count; i++)
+        batch[i] = executor->updates[i].update;
+    if (executor->store->ops->apply_updates(executor->store, batch, count, &error) != 0) {
+        log_error("executor=%lld recording %d step updates failed, will retry: %s",
+                  (long long)executor->id, count, error);
+        free(error);
+        free(batch);
+        return;
+    }
+    for (int i = 0; i < count; i++) {
+        struct pending_update *pending = &executor->updates[i];
+        if (batch[i].lost && batch[i].kind != UPDATE_MESSAGE)
+            log_warn("executor=%lld step=%s step_id=%lld try=%d lost the step: it was failed "
+                     "or claimed again meanwhile, so this result was not recorded",
+                     (long long)executor->id, pending->token, (long long)batch[i].step_id,
+                     batch[i].try_number);
+        free(pending->message);
+        free(pending->error);
+        free(pending->token);
+    }
+    executor->update_count = 0;
+    free(batch);
+}
+
+static struct step_run *free_slot(struct executor *executor)
+{
+    for (int i = 0; i < executor->config->max_concurrent; i++)
+        if (executor->runs[i].pid == 0)
+            return &executor->runs[i];
+    return NULL;
+}
+
+static void fail_without_running(struct executor *executor, struct step_run *run,
+                                 const char *error)
+{
+    log_warn("executor=%lld app=%s execution=%lld step=%s failed before it started: %s",
+             (long long)executor->id, run->step.app, (long long)run->step.execution_id,
+             run->step.token, error);
+    queue_update(executor, UPDATE_FAILED, run, NULL, error);
+}
+
+static int claim(struct executor *executor, struct step_run *run)
+{
+    char *error = NULL;
+
+    if (executor->store->ops->claim(executor->store, run->step.step_id, executor->id,
+                                    clock_wall_ms(), &run->try_number, &error) != 0) {
+        log_error("executor=%lld step=%s claim failed: %s", (long long)executor->id,
+                  run->step.token, error);
+        free(error);
+        return 0;
+    }
+    if (run->try_number == 0)
+        log_debug("executor=%lld step=%s was claimed by another executor first",
+                  (long long)executor->id, run->step.token);
+    return run->try_number > 0;
+}
+
+/* Checks the precondition of a due step, then claims and starts it. Takes
+ * ownership of the strings in due. */
+static void start_step(struct executor *executor, struct due_step *due)
+{
+    struct store *store = executor->store;
+    struct step_run *run = free_slot(executor);
+    char *context = NULL, *error = NULL;
+    int ready = 0;
+
+    memset(run, 0, sizeof *run);
+    run->step = *due;
+    memset(due, 0, sizeof *due);
+    run->report_fd = -1;
+
+    if (store->ops->load_context(store, run->step.step_id, &context, &error) != 0) {
+        log_error("executor=%lld step=%s loading its context failed: %s",
+                  (long long)executor->id, run->step.token, error);
+        goto release;
+    }
+    if (luahost_precondition(executor->L, run->step.action, context,
+                             executor->config->precondition_timeout_ms, &ready, &error) != 0) {
+        if (claim(executor, run))
+            fail_without_running(executor, run, error);
+        goto release;
+    }
+    if (!ready) {
+        int64_t next = clock_wall_ms() + run->step.cooldown_ms;
+        log_debug("executor=%lld step=%s precondition not met; next check in %lld ms",
+                  (long long)executor->id, run->step.token, (long long)run->step.cooldown_ms);
+        if (store->ops->defer(store, run->step.step_id, next, &error) != 0) {
+            log_error("executor=%lld step=%s deferring its next check failed: %s",
+                      (long long)executor->id, run->step.token, error);
+        }
+        goto release;
+    }
+    if (!claim(executor, run))
+        goto release;
+    run->executor_id = executor->id;
+    if (runner_spawn(executor->L, run, context, &error) != 0) {
+        char *reason = strbuf_printf("starting the step process failed: %s", error);
+        fail_without_running(executor, run, reason);
+        free(reason);
+        goto release;
+    }
+    executor->running++;
+    log_info("executor=%lld app=%s execution=%lld attempt=%lld step=%s try=%d started pid=%d",
+             (long long)executor->id, run->step.app, (long long)run->step.execution_id,
+             (long long)run->step.attempt_id, run->step.token, run->try_number, (int)run->pid);
+    free(context);
+    return;
+
+release:
+    free(error);
+    free(context);
+    runner_release(run);
+    memset(run, 0, sizeof *run);
+}
+
+static struct step_run *find_run(struct executor *executor, pid_t pid)
+{
+    for (int i = 0; i < executor->config->max_concurrent; i++)
+        if (executor->runs[i].pid == pid)
+            return &executor->runs[i];
+    return NULL;
+}
+
+static void finish_run(struct executor *executor, struct step_run *run)
+{
+    char *failure = runner_finish(run);
+    int64_t elapsed = clock_mono_ms() - run->started_mono;
+
+    if (failure == NULL) {
+        log_info("executor=%lld app=%s execution=%lld step=%s try=%d COMPLETED in %lld ms",
+                 (long long)executor->id, run->step.app, (long long)run->step.execution_id,
+                 run->step.token, run->try_number, (long long)elapsed);
+        queue_update(executor, UPDATE_COMPLETED, run, run->message, NULL);
+    } else {
+        log_warn("executor=%lld app=%s execution=%lld step=%s try=%d FAILED in %lld ms: %s",
+                 (long long)executor->id, run->step.app, (long long)run->step.execution_id,
+                 run->step.token, run->try_number, (long long)elapsed, failure);
+        queue_update(executor, UPDATE_FAILED, run, run->message, failure);
+    }
+    free(failure);
+    runner_release(run);
+    memset(run, 0, sizeof *run);
+    executor->running--;
+}
+
+/* Reaps every child that ended. Its process group is killed before the
+ * child is reaped, while the zombie still holds the group id, so that no
+ * unrelated process can be hit. */
+static void reap_children(struct executor *executor)
+{
+    for (;;) {
+        siginfo_t info;
+        int status;
+
+        memset(&info, 0, sizeof info);
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
+            return;
+        pid_t pid = info.si_pid;
+        struct step_run *run = find_run(executor, pid);
+        if (run)
+            kill(-pid, SIGKILL);
+        if (waitpid(pid, &status, 0) != pid)
+            return;
+        if (run == NULL)
+            continue;
+        run->exited = 1;
+        run->wait_status = status;
+        finish_run(executor, run);
+    }
+}
+
+static void queue_message_updates(struct executor *executor)
+{
+    for (int i = 0; i < executor->config->max_concurrent; i++) {
+        struct step_run *run = &executor->runs[i];
+        if (run->pid != 0 && run->message_unsaved) {
+            queue_update(executor, UPDATE_MESSAGE, run, run->message, NULL);
+            run->message_unsaved = 0;
+        }
+    }
+}
+
+static void kill_all(struct executor *executor, const char *reason)
+{
+    for (int i = 0; i < executor->config->max_concurrent; i++) {
+        struct step_run *run = &executor->runs[i];
+        if (run->pid != 0) {
+            runner_kill(run, reason);
+            executor->killed_steps++;
+        }
+    }
+}
+
+static void handle_signals(struct executor *executor)
+{
+    unsigned char numbers[64];
+    ssize_t count;
+
+    while ((count = read(signal_pipe[0], numbers, sizeof numbers)) > 0) {
+        for (ssize_t i = 0; i < count; i++) {
+            if (numbers[i] != SIGTERM && numbers[i] != SIGINT)
+                continue;
+            executor->stop_signals++;
+            if (executor->stop_signals == 1) {
+                log_info("executor=%lld received %s: no new steps start; waiting for %d "
+                         "running steps (send it again to kill them)",
+                         (long long)executor->id, sigabbrev_np(numbers[i]), executor->running);
+            } else if (executor->stop_signals == 2) {
+                char *reason = strbuf_printf(
+                    "killed: executor %lld on host %s received a second stop signal during "
+                    "shutdown", (long long)executor->id, executor->host);
+                log_warn("executor=%lld received a second stop signal: killing %d running steps",
+                         (long long)executor->id, executor->running);
+                kill_all(executor, reason);
+                free(reason);
+            }
+        }
+    }
+}
+
+static void heartbeat(struct executor *executor)
+{
+    struct store *store = executor->store;
+    const struct executor_config *config = executor->config;
+    struct dead_executor *dead = NULL;
+    int dead_count = 0, revived = 0;
+    char *error = NULL;
+    int64_t now = clock_wall_ms();
+
+    if (store->ops->executor_heartbeat(store, executor->id, now, &revived, &error) != 0) {
+        log_error("executor=%lld heartbeat failed: %s", (long long)executor->id, error);
+        free(error);
+        return;
+    }
+    if (revived)
+        log_warn("executor=%lld had been declared dead by another executor (heartbeat older "
+                 "than %d ms); its running steps were failed; it runs again from now",
+                 (long long)executor->id, config->heartbeat_timeout_ms);
+    if (store->ops->reap_dead(store, now, config->heartbeat_timeout_ms, &dead, &dead_count,
+                              &error) != 0) {
+        log_error("executor=%lld looking for dead executors failed: %s",
+                  (long long)executor->id, error);
+        free(error);
+        return;
+    }
+    for (int i = 0; i < dead_count; i++)
+        log_warn("executor=%lld declared executor %lld (pid %d on host %s) dead: no heartbeat "
+                 "for %d ms; failed its %d running steps", (long long)executor->id,
+                 (long long)dead[i].id, dead[i].pid, dead[i].host, config->heartbeat_timeout_ms,
+                 dead[i].failed_steps);
+    store_free_dead(dead, dead_count);
+}
+
+/* Starts due steps while slots are free. Returns 1 when more steps may be
+ * due right now (a query filled its limit). */
+static int fill_slots(struct executor *executor)
+{
+    struct store *store = executor->store;
+    const struct executor_config *config = executor->config;
+    int more = 0;
+
+    for (int a = 0; a < config->app_count; a++) {
+        int limit = config->max_concurrent - executor->running;
+        struct due_step *due = NULL;
+        int count = 0;
+        char *error = NULL;
+
+        if (limit <= 0)
+            return 0;
+        if (store->ops->find_due(store, config->apps[a], config->only_attempt, clock_wall_ms(),
+                                 limit, &due, &count, &error) != 0) {
+            log_error("executor=%lld app=%s looking for due steps failed: %s",
+                      (long long)executor->id, config->apps[a], error);
+            free(error);
+            continue;
+        }
+        for (int i = 0; i < count; i++)
+            start_step(executor, &due[i]);
+        /* A full page of due steps that did not fill the slots (their
+         * preconditions said no, or others claimed them) may hide more. */
+        if (count == limit && executor->running < config->max_concurrent)
+            more = 1;
+        store_free_due(due, count);
+    }
+    return more;
+}
+
+static int has_work(struct executor *executor)
+{
+    const struct executor_config *config = executor->config;
+    struct store *store = executor->store;
+
+    for (int a = 0; a < config->app_count; a++) {
+        int found = 0;
+        char *error = NULL;
+        if (store->ops->has_work(store, config->apps[a], config->only_attempt, &found,
+                                 &error) != 0) {
+            log_error("executor=%lld app=%s checking for work failed: %s",
+                      (long long)executor->id, config->apps[a], error);
+            free(error);
+            return 1;
+        }
+        if (found)
+            return 1;
+    }
+    return 0;
+}
+
+/* With only_attempt: returns 1 when that attempt has ended, and sets
+ * *finished when it ended FINISHED. */
+static int attempt_ended(struct executor *executor, int *finished)
+{
+    char *status = NULL, *error = NULL;
+    int ended;
+
+    if (executor->store->ops->attempt_status(executor->store, executor->config->only_attempt,
+                                             &status, &error) != 0) {
+        log_error("executor=%lld reading attempt %lld failed: %s", (long long)executor->id,
+                  (long long)executor->config->only_attempt, error);
+        free(error);
+        return 0;
+    }
+    ended = strcmp(status, "FINISHED") == 0 || strcmp(status, "FAILED") == 0 ||
+            strcmp(status, "SHUTDOWN") == 0;
+    *finished = strcmp(status, "FINISHED") == 0;
+    free(status);
+    return ended;
+}
+
+static void wait_for_events(struct executor *executor, int timeout_ms)
+{
+    int slots = executor->config->max_concurrent;
+    struct pollfd fds[slots + 1];
+    int count = 0;
+
+    fds[count++] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
+    for (int i = 0; i < slots; i++)
+        if (executor->runs[i].pid != 0 && executor->runs[i].report_fd >= 0)
+            fds[count++] = (struct pollfd){ .fd = executor->runs[i].report_fd, .events = POLLIN };
+    poll(fds, (nfds_t)count, timeout_ms);
+    for (int i = 0; i < slots; i++)
+        if (executor->runs[i].pid != 0)
+            runner_read(&executor->runs[i]);
+}
+
+static int register_executor(struct executor *executor)
+{
+    char *error = NULL;
+
+    if (gethostname(executor->host, sizeof executor->host) != 0)
+        strcpy(executor->host, "unknown");
+    executor->host[sizeof executor->host - 1] = '\0';
+    if (executor->store->ops->executor_register(executor->store, executor->host, (int)getpid(),
+                                                executor->config->apps_text, clock_wall_ms(),
+                                                &executor->id, &error) != 0) {
+        log_error("registering the executor failed: %s", error);
+        free(error);
+        return -1;
+    }
+    log_info("executor=%lld started on host %s pid %d for apps %s (max %d concurrent steps)",
+             (long long)executor->id, executor->host, (int)getpid(),
+             executor->config->apps_text, executor->config->max_concurrent);
+    return 0;
+}
+
+int executor_run(struct store *store, lua_State *L, const struct executor_config *config)
+{
+    struct executor executor = { .store = store, .L = L, .config = config };
+    int64_t next_heartbeat = 0;
+    int finished = 0, attempt_done = 0;
+    char *error = NULL;
+
+    if (install_signals(&error) != 0) {
+        log_error("starting the executor failed: %s", error);
+        free(error);
+        return 1;
+    }
+    if (register_executor(&executor) != 0)
+        return 1;
+    executor.runs = calloc((size_t)config->max_concurrent, sizeof *executor.runs);
+
+    for (;;) {
+        int more = 0;
+
+        handle_signals(&executor);
+        if (clock_mono_ms() >= next_heartbeat) {
+            heartbeat(&executor);
+            next_heartbeat = clock_mono_ms() + config->heartbeat_ms;
+        }
+        reap_children(&executor);
+        queue_message_updates(&executor);
+        flush_updates(&executor);
+
+        if (config->only_attempt && attempt_ended(&executor, &finished))
+            attempt_done = 1;
+        if ((executor.stop_signals > 0 || attempt_done) && executor.running == 0 &&
+            executor.update_count == 0)
+            break;
+        if (executor.stop_signals == 0 && !attempt_done)
+            more = fill_slots(&executor);
+        if (config->exit_when_idle && executor.stop_signals == 0 && executor.running == 0 &&
+            executor.update_count == 0 && !more && !has_work(&executor)) {
+            log_info("executor=%lld is idle: no step of %s is waiting or running",
+                     (long long)executor.id, config->apps_text);
+            break;
+        }
+
+        int64_t until_heartbeat = next_heartbeat - clock_mono_ms();
+        int timeout = more ? 0 : config->poll_ms;
+        if (until_heartbeat < timeout)
+            timeout = until_heartbeat > 0 ? (int)until_heartbeat : 0;
+        wait_for_events(&executor, timeout);
+    }
+
+    if (store->ops->executor_stop(store, executor.id, clock_wall_ms(), &error) != 0) {
+        log_error("executor=%lld marking itself STOPPED failed: %s", (long long)executor.id,
+                  error);
+        free(error);
+    }
+    log_info("executor=%lld stopped", (long long)executor.id);
+    free(executor.runs);
+    free(executor.updates);
+    if (executor.killed_steps > 0)
+        return 1;
+    if (config->only_attempt)
+        return finished ? 0 : 1;
+    return 0;
+}

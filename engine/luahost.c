@@ -1,0 +1,470 @@
+/* The Lua state of a bgwf process: the embedded bgwf modules, the search
+ * path, and loading actions and workflows by name. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "clock.h"
+#include "embedded.h"
+#include "frame.h"
+#include "luahost.h"
+#include "names.h"
+#include "native.h"
+#include "strbuf.h"
+
+static const char search_path_key[] = "bgwf.search_path";
+static const char action_cache_key[] = "bgwf.action_cache";
+static const char json_key[] = "bgwf.json";
+static const char builder_key[] = "bgwf.builder";
+
+/* Deadline of the running precondition, on the monotonic clock; read by
+ * the count hook. The executor runs one precondition at a time. */
+static int64_t precondition_deadline;
+
+static char *pop_error(lua_State *L)
+{
+    const char *message = lua_tostring(L, -1);
+    char *copy = strbuf_dup(message ? message : "(error object is not a string)");
+
+    lua_pop(L, 1);
+    return copy;
+}
+
+/* Message handler for lua_pcall: appends a traceback. [-1, +1, m] */
+static int traceback_handler(lua_State *L)
+{
+    const char *message = lua_tostring(L, 1);
+
+    if (message == NULL)
+        message = luaL_tolstring(L, 1, NULL);
+    luaL_traceback(L, L, message, 1);
+    return 1;
+}
+
+/* package.preload loader for an embedded module; upvalue 1 is its index in
+ * bgwf_embedded_modules. [-0, +1, e] */
+static int load_embedded(lua_State *L)
+{
+    const struct embedded_module *module =
+        &bgwf_embedded_modules[lua_tointeger(L, lua_upvalueindex(1))];
+    char *chunk_name = strbuf_printf("@[bgwf]/%s.lua", module->name);
+    int rc = luaL_loadbuffer(L, module->source, module->length, chunk_name);
+
+    free(chunk_name);
+    if (rc != LUA_OK)
+        return lua_error(L);
+    lua_pushstring(L, module->name);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static void install_embedded(lua_State *L)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (int i = 0; bgwf_embedded_modules[i].name; i++) {
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, load_embedded, 1);
+        lua_setfield(L, -2, bgwf_embedded_modules[i].name);
+    }
+    lua_pop(L, 1);
+}
+
+/* Requires module and keeps it in the registry under key. [-0, +0, e] */
+static int require_into_registry(lua_State *L)
+{
+    const char *module = lua_tostring(L, 1);
+    const char *key = lua_tostring(L, 2);
+
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    lua_call(L, 1, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, key);
+    return 0;
+}
+
+static int preload_module(lua_State *L, const char *module, const char *key, char **error)
+{
+    lua_pushcfunction(L, require_into_registry);
+    lua_pushstring(L, module);
+    lua_pushstring(L, key);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        char *message = pop_error(L);
+        *error = strbuf_printf("loading the Lua module %s failed: %s", module, message);
+        free(message);
+        return -1;
+    }
+    return 0;
+}
+
+lua_State *luahost_open(const char *search_path, char **error)
+{
+    lua_State *L = luaL_newstate();
+
+    if (L == NULL) {
+        *error = strbuf_printf("creating a Lua state failed: %s", strerror(ENOMEM));
+        return NULL;
+    }
+    luaL_openlibs(L);
+    install_embedded(L);
+    lua_pushstring(L, search_path);
+    lua_setfield(L, LUA_REGISTRYINDEX, search_path_key);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, action_cache_key);
+    native_register_builtins(L);
+    if (preload_module(L, "bgwf.json", json_key, error) != 0 ||
+        preload_module(L, "bgwf.builder", builder_key, error) != 0) {
+        lua_close(L);
+        return NULL;
+    }
+    return L;
+}
+
+static const char *search_path(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, search_path_key);
+    const char *path = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return path ? path : ".";
+}
+
+/* Checks the table that an action file returned, at the top of the stack. */
+static int check_action_table(lua_State *L, const char *name, const char *path, char **error)
+{
+    if (!lua_istable(L, -1)) {
+        *error = strbuf_printf("action '%s' (%s) must return a table with an execute function, "
+                               "not a %s", name, path, luaL_typename(L, -1));
+        return -1;
+    }
+    if (lua_getfield(L, -1, "execute") != LUA_TFUNCTION) {
+        *error = strbuf_printf("action '%s' (%s) has no execute function: return "
+                               "{ execute = function(step, ctx) ... end }", name, path);
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    int kind = lua_getfield(L, -1, "precondition");
+    lua_pop(L, 1);
+    if (kind != LUA_TNIL && kind != LUA_TFUNCTION) {
+        *error = strbuf_printf("action '%s' (%s): precondition must be a function, not a %s",
+                               name, path, lua_typename(L, kind));
+        return -1;
+    }
+    return 0;
+}
+
+int luahost_push_action(lua_State *L, const char *name, char **error)
+{
+    char *path = NULL;
+
+    lua_getfield(L, LUA_REGISTRYINDEX, action_cache_key);
+    if (lua_getfield(L, -1, name) == LUA_TTABLE) {
+        lua_remove(L, -2);
+        return 0;
+    }
+    lua_pop(L, 1);
+
+    if (native_push_action(L, name)) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+        lua_remove(L, -2);
+        return 0;
+    }
+    if (names_find_file(search_path(L), "actions", "action", name, ".lua", &path, error) != 0)
+        goto fail;
+    lua_pushcfunction(L, traceback_handler);
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        char *message = pop_error(L);
+        *error = strbuf_printf("loading action '%s' failed: %s", name, message);
+        free(message);
+        lua_pop(L, 1);
+        goto fail;
+    }
+    if (lua_pcall(L, 0, 1, -2) != LUA_OK) {
+        char *message = pop_error(L);
+        *error = strbuf_printf("loading action '%s' failed: %s", name, message);
+        free(message);
+        lua_pop(L, 1);
+        goto fail;
+    }
+    lua_remove(L, -2);
+    if (check_action_table(L, name, path, error) != 0) {
+        lua_pop(L, 1);
+        goto fail;
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    lua_remove(L, -2);
+    free(path);
+    return 0;
+
+fail:
+    lua_pop(L, 1);
+    free(path);
+    return -1;
+}
+
+int luahost_check_action(lua_State *L, const char *name, char **error)
+{
+    char *path = NULL;
+
+    if (!names_is_valid(name)) {
+        *error = names_invalid_message("action", name);
+        return -1;
+    }
+    if (native_push_action(L, name)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (names_find_file(search_path(L), "actions", "action", name, ".lua", &path, error) != 0)
+        return -1;
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        char *message = pop_error(L);
+        *error = strbuf_printf("action '%s' does not compile: %s", name, message);
+        free(message);
+        free(path);
+        return -1;
+    }
+    lua_pop(L, 1);
+    free(path);
+    return 0;
+}
+
+/* Decodes JSON text with bgwf.json.decode and pushes the value.
+ * [-0, +1, m]; returns -1 (pushing nothing) with *error set on invalid JSON. */
+static int push_decoded(lua_State *L, const char *json, char **error)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, json_key);
+    lua_getfield(L, -1, "decode");
+    lua_remove(L, -2);
+    lua_pushstring(L, json);
+    if (lua_pcall(L, 1, 2, 0) != LUA_OK) {
+        *error = pop_error(L);
+        return -1;
+    }
+    if (lua_isnil(L, -2) && !lua_isnil(L, -1)) {
+        *error = strbuf_dup(lua_tostring(L, -1));
+        lua_pop(L, 2);
+        return -1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static char *field_string(lua_State *L, int index, const char *key)
+{
+    lua_getfield(L, index, key);
+    char *value = strbuf_dup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return value;
+}
+
+/* Copies the list that builder.build returned (top of the stack) into
+ * request. */
+static void read_steps(lua_State *L, struct submit_request *request)
+{
+    int count = (int)luaL_len(L, -1);
+
+    request->steps = calloc((size_t)count + 1, sizeof *request->steps);
+    request->step_count = count;
+    for (int i = 0; i < count; i++) {
+        struct submit_step *step = &request->steps[i];
+        lua_geti(L, -1, i + 1);
+        step->token = field_string(L, -1, "token");
+        step->action = field_string(L, -1, "action");
+        step->context = field_string(L, -1, "context");
+        lua_getfield(L, -1, "cooldown_ms");
+        step->cooldown_ms = (int64_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "deps");
+        step->dep_count = (int)luaL_len(L, -1);
+        step->deps = calloc((size_t)step->dep_count + 1, sizeof *step->deps);
+        for (int d = 0; d < step->dep_count; d++) {
+            lua_geti(L, -1, d + 1);
+            step->deps[d] = (int)lua_tointeger(L, -1) - 1;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+}
+
+static int check_actions(lua_State *L, const struct submit_request *request, char **error)
+{
+    for (int i = 0; i < request->step_count; i++) {
+        const char *action = request->steps[i].action;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = strcmp(request->steps[j].action, action) == 0;
+        if (seen)
+            continue;
+        char *message = NULL;
+        if (luahost_check_action(L, action, &message) != 0) {
+            *error = strbuf_printf("step '%s': %s", request->steps[i].token, message);
+            free(message);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int luahost_build(lua_State *L, const char *app, const char *scope, const char *context_json,
+                  struct submit_request *request, char **error)
+{
+    int top = lua_gettop(L);
+    char *path = NULL;
+    int rc = -1;
+
+    *request = (struct submit_request){ .app = app, .scope = scope };
+    if (names_find_file(search_path(L), "workflows", "workflow", app, ".lua", &path, error) != 0)
+        return -1;
+
+    lua_getfield(L, LUA_REGISTRYINDEX, builder_key);
+    lua_getfield(L, -1, "build");
+    lua_pushstring(L, app);
+    if (scope)
+        lua_pushstring(L, scope);
+    else
+        lua_pushnil(L);
+
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        char *message = pop_error(L);
+        *error = strbuf_printf("workflow '%s' does not compile: %s", app, message);
+        free(message);
+        goto done;
+    }
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        char *message = pop_error(L);
+        *error = strbuf_printf("workflow '%s' failed to load: %s", app, message);
+        free(message);
+        goto done;
+    }
+    if (!lua_isfunction(L, -1)) {
+        *error = strbuf_printf("workflow '%s' (%s) must return a function(wf, ctx) that declares "
+                               "its steps, not a %s", app, path, luaL_typename(L, -1));
+        goto done;
+    }
+
+    if (context_json == NULL) {
+        lua_newtable(L);
+    } else {
+        char *message = NULL;
+        if (push_decoded(L, context_json, &message) != 0) {
+            *error = strbuf_printf("invalid --context JSON: %s", message);
+            free(message);
+            goto done;
+        }
+    }
+
+    if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
+        char *message = pop_error(L);
+        *error = strbuf_printf("workflow '%s': %s", app, message);
+        free(message);
+        goto done;
+    }
+    read_steps(L, request);
+    rc = check_actions(L, request, error);
+
+done:
+    lua_settop(L, top);
+    free(path);
+    return rc;
+}
+
+void luahost_free_request(struct submit_request *request)
+{
+    for (int i = 0; i < request->step_count; i++) {
+        struct submit_step *step = &request->steps[i];
+        free((char *)step->token);
+        free((char *)step->action);
+        free((char *)step->context);
+        free(step->deps);
+    }
+    free(request->steps);
+    request->steps = NULL;
+    request->step_count = 0;
+}
+
+static void deadline_hook(lua_State *L, lua_Debug *info)
+{
+    if (clock_mono_ms() > precondition_deadline)
+        luaL_error(L, "precondition timed out");
+}
+
+int luahost_precondition(lua_State *L, const char *action, const char *context_json,
+                         int64_t timeout_ms, int *ready, char **error)
+{
+    int top = lua_gettop(L);
+    int rc = -1;
+    char *message = NULL;
+
+    *ready = 0;
+    if (luahost_push_action(L, action, error) != 0)
+        return -1;
+    if (lua_getfield(L, -1, "precondition") == LUA_TNIL) {
+        *ready = 1;
+        lua_settop(L, top);
+        return 0;
+    }
+    lua_pushcfunction(L, traceback_handler);
+    lua_insert(L, -2);
+    if (push_decoded(L, context_json, &message) != 0) {
+        *error = strbuf_printf("the stored context is not valid JSON: %s", message);
+        free(message);
+        goto done;
+    }
+
+    precondition_deadline = clock_mono_ms() + timeout_ms;
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 10000);
+    int status = lua_pcall(L, 1, 1, -3);
+    lua_sethook(L, NULL, 0, 0);
+    if (status != LUA_OK) {
+        message = pop_error(L);
+        if (strstr(message, "precondition timed out") != NULL)
+            *error = strbuf_printf("precondition of action '%s' timed out after %lld ms",
+                                   action, (long long)timeout_ms);
+        else
+            *error = strbuf_printf("precondition of action '%s' raised an error: %s", action,
+                                   message);
+        free(message);
+        goto done;
+    }
+    *ready = lua_toboolean(L, -1);
+    rc = 0;
+
+done:
+    lua_settop(L, top);
+    return rc;
+}
+
+int luahost_execute(lua_State *L, const struct step_info *info, const char *context_json,
+                    int report_fd)
+{
+    char *error = NULL;
+    int sent;
+
+    lua_pushcfunction(L, traceback_handler);
+    if (luahost_push_action(L, info->action, &error) != 0)
+        goto failed;
+    lua_getfield(L, -1, "execute");
+    lua_remove(L, -2);
+    step_object_push(L, info, report_fd);
+    if (push_decoded(L, context_json, &error) != 0) {
+        char *message = strbuf_printf("the stored context is not valid JSON: %s", error);
+        free(error);
+        error = message;
+        goto failed;
+    }
+    if (lua_pcall(L, 2, 0, -4) != LUA_OK) {
+        error = pop_error(L);
+        goto failed;
+    }
+    return frame_write(report_fd, FRAME_SUCCESS, "", 0);
+
+failed:
+    sent = frame_write(report_fd, FRAME_FAILURE, error, strlen(error));
+    free(error);
+    return sent;
+}

@@ -1,0 +1,88 @@
+/* The registry of native (C) actions inside a Lua state, and the built-ins. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "bgwf.h"
+#include "names.h"
+#include "native.h"
+
+static const char registry_key[] = "bgwf.native_actions";
+
+/* Pushes the registry table of native actions, creating it on first use. */
+static void push_registry(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, registry_key) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, registry_key);
+}
+
+int bgwf_register_action(lua_State *L, const struct bgwf_action *action)
+{
+    if (action == NULL || action->execute == NULL || !names_is_valid(action->name))
+        return -1;
+    push_registry(L);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, action->execute);
+    lua_setfield(L, -2, "execute");
+    if (action->precondition) {
+        lua_pushcfunction(L, action->precondition);
+        lua_setfield(L, -2, "precondition");
+    }
+    lua_setfield(L, -2, action->name);
+    lua_pop(L, 1);
+    return 0;
+}
+
+int native_push_action(lua_State *L, const char *name)
+{
+    push_registry(L);
+    if (lua_getfield(L, -1, name) == LUA_TTABLE) {
+        lua_remove(L, -2);
+        return 1;
+    }
+    lua_pop(L, 2);
+    return 0;
+}
+
+/* noop(step, ctx): does nothing and succeeds. [-0, +0, -] */
+static int noop_execute(lua_State *L)
+{
+    return 0;
+}
+
+/* test_crash(step, ctx): ends the step's process the way ctx.signal says
+ * ("SEGV" by a real invalid write, "ABRT" by abort()), to test isolation.
+ * [-0, +0, v] */
+static int test_crash_execute(lua_State *L)
+{
+    const char *kind = "SEGV";
+
+    if (lua_type(L, 2) == LUA_TTABLE && lua_getfield(L, 2, "signal") == LUA_TSTRING)
+        kind = lua_tostring(L, -1);
+    if (strcmp(kind, "ABRT") == 0)
+        abort();
+    if (strcmp(kind, "SEGV") == 0) {
+        volatile int *invalid = NULL;
+        *invalid = 1;
+    }
+    return luaL_error(L, "test_crash: unknown signal '%s' (use SEGV or ABRT)", kind);
+}
+
+void native_register_builtins(lua_State *L)
+{
+    static const struct bgwf_action noop = { "noop", noop_execute, NULL };
+    static const struct bgwf_action test_crash = { "test_crash", test_crash_execute, NULL };
+    const char *hooks = getenv("BGWF_TEST_HOOKS");
+
+    bgwf_register_action(L, &noop);
+    if (hooks && strcmp(hooks, "1") == 0)
+        bgwf_register_action(L, &test_crash);
+}

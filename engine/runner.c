@@ -1,0 +1,225 @@
+/* Running one claimed step in a forked child and collecting its outcome. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <lua.h>
+
+#include "clock.h"
+#include "log.h"
+#include "luahost.h"
+#include "runner.h"
+#include "strbuf.h"
+
+/* The descriptor the child's report pipe is moved to. */
+#define CHILD_REPORT_FD 3
+
+static void reset_child_signals(void)
+{
+    static const int handled[] = { SIGTERM, SIGINT, SIGCHLD, SIGPIPE, SIGHUP };
+    sigset_t none;
+
+    for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++)
+        signal(handled[i], SIG_DFL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void close_inherited_descriptors(int report_fd)
+{
+    if (report_fd != CHILD_REPORT_FD) {
+        dup2(report_fd, CHILD_REPORT_FD);
+        close(report_fd);
+    }
+    /* The executor's store connection, other steps' pipes and its signal
+     * pipe all live above fd 3. */
+    close_range(CHILD_REPORT_FD + 1, ~0U, 0);
+}
+
+static void run_child(lua_State *L, struct step_run *run, const char *context_json,
+                      int report_fd)
+{
+    struct step_info info = {
+        .token = run->step.token,
+        .action = run->step.action,
+        .app = run->step.app,
+        .scope = run->step.scope,
+        .execution_id = run->step.execution_id,
+        .attempt_id = run->step.attempt_id,
+        .step_id = run->step.step_id,
+        .try_number = run->try_number,
+    };
+    int rc;
+
+    setpgid(0, 0);
+    reset_child_signals();
+    close_inherited_descriptors(report_fd);
+    log_set_role("step");
+    rc = luahost_execute(L, &info, context_json, CHILD_REPORT_FD);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+int runner_spawn(lua_State *L, struct step_run *run, const char *context_json, char **error)
+{
+    int pipe_fds[2];
+    pid_t pid;
+
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        int saved = errno;
+        *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        int saved = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        *error = strbuf_printf("fork failed: %s", strerror(saved));
+        return -1;
+    }
+    if (pid == 0) {
+        close(pipe_fds[0]);
+        run_child(L, run, context_json, pipe_fds[1]);
+    }
+
+    /* Both sides set the group so that a kill right after fork reaches it. */
+    setpgid(pid, pid);
+    close(pipe_fds[1]);
+    fcntl(pipe_fds[0], F_SETFL, fcntl(pipe_fds[0], F_GETFL) | O_NONBLOCK);
+    run->pid = pid;
+    run->report_fd = pipe_fds[0];
+    run->started_mono = clock_mono_ms();
+    return 0;
+}
+
+static void set_text(char **slot, const char *text, size_t length)
+{
+    free(*slot);
+    *slot = malloc(length + 1);
+    memcpy(*slot, text, length);
+    (*slot)[length] = '\0';
+}
+
+static void handle_frame(struct step_run *run, char type, const char *payload, size_t length)
+{
+    switch (type) {
+    case FRAME_STATUS:
+        set_text(&run->message, payload, length);
+        run->message_unsaved = 1;
+        break;
+    case FRAME_LOG:
+        log_info("app=%s execution=%lld step=%s try=%d log: %.*s", run->step.app,
+                 (long long)run->step.execution_id, run->step.token, run->try_number,
+                 (int)length, payload);
+        break;
+    case FRAME_SUCCESS:
+        run->outcome = OUTCOME_SUCCESS;
+        break;
+    case FRAME_FAILURE:
+        set_text(&run->failure, payload, length);
+        run->outcome = OUTCOME_FAILURE;
+        break;
+    }
+}
+
+int runner_read(struct step_run *run)
+{
+    char type;
+    const char *payload;
+    size_t length;
+    int rc, framed;
+
+    if (run->report_fd < 0)
+        return 1;
+    rc = frame_read_available(&run->reader, run->report_fd);
+    while ((framed = frame_next(&run->reader, &type, &payload, &length)) == 1)
+        handle_frame(run, type, payload, length);
+    if (framed < 0) {
+        log_warn("app=%s step=%s sent bytes that are not a report frame; ignoring the rest",
+                 run->step.app, run->step.token);
+        rc = 0;
+    }
+    if (rc == 0 || rc == -2) {
+        close(run->report_fd);
+        run->report_fd = -1;
+        return 1;
+    }
+    return 0;
+}
+
+static char *describe_exit(const struct step_run *run)
+{
+    int status = run->wait_status;
+
+    if (run->kill_reason)
+        return strbuf_dup(run->kill_reason);
+    if (WIFSIGNALED(status)) {
+        int number = WTERMSIG(status);
+        const char *name = sigabbrev_np(number);
+        return strbuf_printf("step process was killed by signal SIG%s (%s)%s",
+                             name ? name : "?", strsignal(number),
+                             WCOREDUMP(status) ? ", core dumped" : "");
+    }
+    if (WIFEXITED(status))
+        return strbuf_printf("step process ended with exit status %d before execute returned "
+                             "(os.exit or a crash in native code?)", WEXITSTATUS(status));
+    return strbuf_printf("step process ended with wait status 0x%x", status);
+}
+
+char *runner_finish(struct step_run *run)
+{
+    if (run->report_fd >= 0) {
+        /* The child is gone; whatever it wrote is already in the pipe. A
+         * grandchild that inherited the pipe can keep it open, so read what
+         * is there without waiting for end of file. */
+        runner_read(run);
+        close(run->report_fd);
+        run->report_fd = -1;
+    }
+
+    if (run->kill_reason)
+        return strbuf_dup(run->kill_reason);
+    if (run->outcome == OUTCOME_FAILURE)
+        return strbuf_dup(run->failure);
+    if (run->outcome == OUTCOME_SUCCESS && WIFEXITED(run->wait_status) &&
+        WEXITSTATUS(run->wait_status) == 0)
+        return NULL;
+    if (run->outcome == OUTCOME_SUCCESS) {
+        char *how = describe_exit(run);
+        char *text = strbuf_printf("execute returned, but then the %s", how + strlen("step "));
+        free(how);
+        return text;
+    }
+    return describe_exit(run);
+}
+
+void runner_kill(struct step_run *run, const char *reason)
+{
+    if (run->kill_reason == NULL)
+        run->kill_reason = strbuf_dup(reason);
+    if (!run->exited)
+        kill(-run->pid, SIGKILL);
+}
+
+void runner_release(struct step_run *run)
+{
+    if (run->report_fd >= 0)
+        close(run->report_fd);
+    frame_reader_free(&run->reader);
+    free(run->step.token);
+    free(run->step.action);
+    free(run->step.app);
+    free(run->step.scope);
+    free(run->message);
+    free(run->failure);
+    free(run->kill_reason);
+}

@@ -1,0 +1,57 @@
+/* Running one claimed step in a forked child and collecting its outcome. */
+#ifndef BGWF_RUNNER_H
+#define BGWF_RUNNER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <lua.h>
+
+#include "frame.h"
+#include "store.h"
+
+enum run_outcome {
+    OUTCOME_NONE,          /* no result frame yet */
+    OUTCOME_SUCCESS,       /* execute returned */
+    OUTCOME_FAILURE,       /* execute raised; failure holds the message */
+};
+
+/* One step running in a child process, owned by the executor. */
+struct step_run {
+    struct due_step step;  /* owned; freed by runner_release */
+    int64_t executor_id;
+    int try_number;
+    pid_t pid;             /* also the child's process group id */
+    int report_fd;         /* read end of the child's report pipe; -1 when closed */
+    struct frame_reader reader;
+    char *message;         /* latest status message; NULL before the first */
+    int message_unsaved;   /* 1 while message is newer than the store's copy */
+    enum run_outcome outcome;
+    char *failure;
+    int exited;            /* 1 once waitpid reported the child */
+    int wait_status;
+    char *kill_reason;     /* set when the executor killed the child on purpose */
+    int64_t started_mono;
+};
+
+/* Forks a child that runs the step's action with context_json and reports
+ * over a pipe. In the child, every descriptor above 2 except the pipe is
+ * closed, so it never uses the executor's store connection. Returns 0 with
+ * run->pid and run->report_fd set, or -1 with *error set. */
+int runner_spawn(lua_State *L, struct step_run *run, const char *context_json, char **error);
+
+/* Reads and handles whatever frames the child has sent. Returns 1 when the
+ * pipe reached end of file or failed (the descriptor is then closed), else 0. */
+int runner_read(struct step_run *run);
+
+/* Called once the child was reaped: drains the pipe, and returns the
+ * malloc'd failure text, or NULL when the step completed. */
+char *runner_finish(struct step_run *run);
+
+/* Kills the child's whole process group with SIGKILL and records why. */
+void runner_kill(struct step_run *run, const char *reason);
+
+/* Frees what run owns and closes its pipe. */
+void runner_release(struct step_run *run);
+
+#endif

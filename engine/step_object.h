@@ -1,0 +1,25 @@
+/* The step object that an action's execute(step, ctx) receives. */
+#ifndef BGWF_STEP_OBJECT_H
+#define BGWF_STEP_OBJECT_H
+
+#include <stdint.h>
+
+#include <lua.h>
+
+struct step_info {
+    const char *token;
+    const char *action;
+    const char *app;
+    const char *scope;       /* NULL: no scope */
+    int64_t execution_id;
+    int64_t attempt_id;
+    int64_t step_id;
+    int try_number;
+};
+
+/* Pushes a step object: read-only fields token, action, app, scope,
+ * execution, attempt, try, and methods status(msg) and log(...) that send
+ * frames to report_fd. Stack: [-0, +1, m]. */
+void step_object_push(lua_State *L, const struct step_info *info, int report_fd);
+
+#endif

@@ -1,0 +1,46 @@
+/* Choosing a store backend by location, and freeing what stores return. */
+#include <stdlib.h>
+
+#include "store.h"
+
+struct store *store_open(const char *location, char **error)
+{
+    return store_sqlite_open(location, error);
+}
+
+void store_free_due(struct due_step *steps, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(steps[i].token);
+        free(steps[i].action);
+        free(steps[i].app);
+        free(steps[i].scope);
+    }
+    free(steps);
+}
+
+void store_free_dead(struct dead_executor *dead, int count)
+{
+    for (int i = 0; i < count; i++)
+        free(dead[i].host);
+    free(dead);
+}
+
+void store_free_status(struct status_report *report)
+{
+    for (int i = 0; i < report->step_count; i++) {
+        struct status_step *step = &report->steps[i];
+        free(step->token);
+        free(step->action);
+        free(step->status);
+        free(step->message);
+        free(step->error);
+    }
+    free(report->steps);
+    free(report->app);
+    free(report->scope);
+    free(report->execution_status);
+    free(report->attempt_status);
+    report->steps = NULL;
+    report->step_count = 0;
+}

@@ -1,0 +1,367 @@
+/* The SQLite store backend: opening the file, the schema and the statements. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "store_sqlite.h"
+#include "strbuf.h"
+
+#define SCHEMA_VERSION 1
+
+/* Readiness is kept, not recomputed: steps.pending counts unfinished
+ * dependencies and steps.active is cleared when the attempt stops starting
+ * steps, so the partial index steps_due holds exactly the steps that may
+ * start, ordered by their next precondition check. */
+static const char schema_sql[] =
+    "CREATE TABLE bgwf_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE applications(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE executions("
+    "  id INTEGER PRIMARY KEY, app_id INTEGER NOT NULL REFERENCES applications(id),"
+    "  scope TEXT, status TEXT NOT NULL DEFAULT 'INCOMPLETE',"
+    "  created_at INTEGER NOT NULL, ended_at INTEGER);"
+    "CREATE INDEX executions_by_app ON executions(app_id, scope, id);"
+    "CREATE TABLE attempts("
+    "  id INTEGER PRIMARY KEY, execution_id INTEGER NOT NULL REFERENCES executions(id),"
+    "  app_id INTEGER NOT NULL, scope_key TEXT NOT NULL, status TEXT NOT NULL,"
+    "  step_count INTEGER NOT NULL, remaining INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, ended_at INTEGER);"
+    "CREATE UNIQUE INDEX attempts_one_live ON attempts(app_id, scope_key)"
+    "  WHERE status IN ('RUNNING', 'FAIL_PENDING', 'SHUTDOWN_PENDING');"
+    "CREATE INDEX attempts_by_execution ON attempts(execution_id, id);"
+    "CREATE TABLE steps("
+    "  id INTEGER PRIMARY KEY, attempt_id INTEGER NOT NULL REFERENCES attempts(id),"
+    "  app_id INTEGER NOT NULL, token TEXT NOT NULL, action TEXT NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'WAITING', pending INTEGER NOT NULL,"
+    "  active INTEGER NOT NULL DEFAULT 1, cooldown_ms INTEGER NOT NULL,"
+    "  next_check INTEGER NOT NULL DEFAULT 0, executor_id INTEGER,"
+    "  try INTEGER NOT NULL DEFAULT 0, started_at INTEGER, ended_at INTEGER,"
+    "  status_message TEXT, error TEXT,"
+    /* The context stays last so that reads of the other columns skip its
+     * overflow pages. */
+    "  context TEXT NOT NULL,"
+    "  UNIQUE(attempt_id, token));"
+    "CREATE INDEX steps_due ON steps(app_id, next_check)"
+    "  WHERE status = 'WAITING' AND pending = 0 AND active = 1;"
+    "CREATE INDEX steps_running ON steps(executor_id) WHERE status = 'RUNNING';"
+    "CREATE INDEX steps_live ON steps(app_id)"
+    "  WHERE active = 1 AND status IN ('WAITING', 'RUNNING');"
+    "CREATE TABLE dependencies("
+    "  depends_on INTEGER NOT NULL, step_id INTEGER NOT NULL,"
+    "  PRIMARY KEY(depends_on, step_id)) WITHOUT ROWID;"
+    "CREATE TABLE executors("
+    "  id INTEGER PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
+    "  apps TEXT NOT NULL, status TEXT NOT NULL, started_at INTEGER NOT NULL,"
+    "  heartbeat_at INTEGER NOT NULL, stopped_at INTEGER);"
+    "CREATE INDEX executors_live ON executors(heartbeat_at) WHERE status = 'RUNNING';";
+
+static const char *const statement_sql[SQL_COUNT] = {
+    [SQL_BEGIN] = "BEGIN IMMEDIATE",
+    [SQL_COMMIT] = "COMMIT",
+    [SQL_ROLLBACK] = "ROLLBACK",
+    [SQL_APP_INSERT] = "INSERT OR IGNORE INTO applications(name) VALUES (?1)",
+    [SQL_APP_ID] = "SELECT id FROM applications WHERE name = ?1",
+    [SQL_LIVE_ATTEMPT] =
+        "SELECT id, execution_id, status FROM attempts WHERE app_id = ?1 AND scope_key = ?2"
+        " AND status IN ('RUNNING', 'FAIL_PENDING', 'SHUTDOWN_PENDING')",
+    [SQL_EXECUTION_INSERT] =
+        "INSERT INTO executions(app_id, scope, created_at) VALUES (?1, ?2, ?3)",
+    [SQL_ATTEMPT_INSERT] =
+        "INSERT INTO attempts(execution_id, app_id, scope_key, status, step_count, remaining,"
+        " created_at) VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?4, ?5)",
+    [SQL_STEP_INSERT] =
+        "INSERT INTO steps(attempt_id, app_id, token, action, pending, cooldown_ms, context)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [SQL_DEPENDENCY_INSERT] =
+        "INSERT INTO dependencies(depends_on, step_id) VALUES (?1, ?2)",
+    [SQL_EXECUTOR_INSERT] =
+        "INSERT INTO executors(host, pid, apps, status, started_at, heartbeat_at)"
+        " VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?4)",
+    [SQL_EXECUTOR_HEARTBEAT] =
+        "UPDATE executors SET heartbeat_at = ?2 WHERE id = ?1 AND status = 'RUNNING'",
+    [SQL_EXECUTOR_REVIVE] =
+        "UPDATE executors SET heartbeat_at = ?2, status = 'RUNNING', stopped_at = NULL"
+        " WHERE id = ?1",
+    [SQL_EXECUTOR_STOP] =
+        "UPDATE executors SET status = 'STOPPED', stopped_at = ?2 WHERE id = ?1",
+    [SQL_EXECUTORS_STALE] =
+        "SELECT id, host, pid, heartbeat_at FROM executors"
+        " WHERE status = 'RUNNING' AND heartbeat_at < ?1",
+    [SQL_EXECUTOR_DECLARE_DEAD] =
+        "UPDATE executors SET status = 'STOPPED', stopped_at = ?2"
+        " WHERE id = ?1 AND status = 'RUNNING' AND heartbeat_at < ?3",
+    [SQL_EXECUTOR_RUNNING_STEPS] =
+        "SELECT id, try FROM steps WHERE executor_id = ?1 AND status = 'RUNNING'",
+    [SQL_FIND_DUE] =
+        "SELECT s.id, s.attempt_id, a.execution_id, s.cooldown_ms, s.token, s.action, e.scope"
+        " FROM steps s JOIN attempts a ON a.id = s.attempt_id"
+        " JOIN executions e ON e.id = a.execution_id"
+        " WHERE s.app_id = (SELECT id FROM applications WHERE name = ?1)"
+        " AND s.status = 'WAITING' AND s.pending = 0 AND s.active = 1"
+        " AND s.next_check <= ?2 AND (?4 = 0 OR s.attempt_id = ?4)"
+        " ORDER BY s.next_check LIMIT ?3",
+    [SQL_LOAD_CONTEXT] = "SELECT context FROM steps WHERE id = ?1",
+    [SQL_DEFER] =
+        "UPDATE steps SET next_check = ?2 WHERE id = ?1 AND status = 'WAITING'",
+    [SQL_CLAIM] =
+        "UPDATE steps SET status = 'RUNNING', executor_id = ?2, try = try + 1,"
+        " started_at = ?3, ended_at = NULL, error = NULL"
+        " WHERE id = ?1 AND status = 'WAITING' AND pending = 0 AND active = 1"
+        " RETURNING try",
+    [SQL_STEP_COMPLETE] =
+        "UPDATE steps SET status = 'COMPLETED', ended_at = ?4,"
+        " status_message = coalesce(?5, status_message)"
+        " WHERE id = ?1 AND status = 'RUNNING' AND executor_id = ?2 AND try = ?3"
+        " RETURNING attempt_id",
+    [SQL_STEP_FAIL] =
+        "UPDATE steps SET status = 'FAILED', ended_at = ?4,"
+        " status_message = coalesce(?5, status_message), error = ?6"
+        " WHERE id = ?1 AND status = 'RUNNING' AND executor_id = ?2 AND try = ?3"
+        " RETURNING attempt_id",
+    [SQL_STEP_MESSAGE] =
+        "UPDATE steps SET status_message = ?4"
+        " WHERE id = ?1 AND status = 'RUNNING' AND executor_id = ?2 AND try = ?3",
+    [SQL_DEPENDENTS_RELEASE] =
+        "UPDATE steps SET pending = pending - 1"
+        " WHERE id IN (SELECT step_id FROM dependencies WHERE depends_on = ?1)",
+    [SQL_ATTEMPT_DONE_ONE] = "UPDATE attempts SET remaining = remaining - 1 WHERE id = ?1",
+    [SQL_ATTEMPT_FAIL_PENDING] =
+        "UPDATE attempts SET status = 'FAIL_PENDING' WHERE id = ?1 AND status = 'RUNNING'",
+    [SQL_ATTEMPT_DEACTIVATE] = "UPDATE steps SET active = 0 WHERE attempt_id = ?1",
+    [SQL_ATTEMPT_STATE] = "SELECT status, remaining, execution_id FROM attempts WHERE id = ?1",
+    [SQL_ATTEMPT_HAS_RUNNING] =
+        "SELECT EXISTS(SELECT 1 FROM steps WHERE attempt_id = ?1 AND status = 'RUNNING')",
+    [SQL_ATTEMPT_END] = "UPDATE attempts SET status = ?2, ended_at = ?3 WHERE id = ?1",
+    [SQL_EXECUTION_COMPLETE] =
+        "UPDATE executions SET status = 'COMPLETE', ended_at = ?2 WHERE id = ?1",
+    [SQL_HAS_WORK_APP] =
+        "SELECT EXISTS(SELECT 1 FROM steps"
+        " WHERE app_id = (SELECT id FROM applications WHERE name = ?1)"
+        " AND active = 1 AND status IN ('WAITING', 'RUNNING'))",
+    [SQL_HAS_WORK_ATTEMPT] =
+        "SELECT EXISTS(SELECT 1 FROM steps"
+        " WHERE attempt_id = ?1 AND active = 1 AND status IN ('WAITING', 'RUNNING'))",
+    [SQL_LATEST_EXECUTION] = "SELECT max(id) FROM executions",
+    [SQL_EXECUTION_INFO] =
+        "SELECT ap.name, e.scope, e.status, a.id, a.status, e.created_at"
+        " FROM executions e JOIN applications ap ON ap.id = e.app_id"
+        " JOIN attempts a ON a.execution_id = e.id"
+        " WHERE e.id = ?1 ORDER BY a.id DESC LIMIT 1",
+    [SQL_STATUS_STEPS] =
+        "SELECT token, action, status, status_message, error, executor_id, try,"
+        " started_at, ended_at FROM steps WHERE attempt_id = ?1 ORDER BY id",
+};
+
+char *sqlite_error(struct sqlite_store *store, const char *what)
+{
+    return strbuf_printf("%s: %s (database %s)", what, sqlite3_errmsg(store->db), store->path);
+}
+
+sqlite3_stmt *sqlite_statement(struct sqlite_store *store, enum sql_id id, char **error)
+{
+    sqlite3_stmt *statement = store->statements[id];
+
+    if (statement != NULL) {
+        sqlite3_reset(statement);
+        sqlite3_clear_bindings(statement);
+        return statement;
+    }
+    if (sqlite3_prepare_v3(store->db, statement_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                           &statement, NULL) != SQLITE_OK) {
+        *error = sqlite_error(store, "preparing a statement failed");
+        return NULL;
+    }
+    store->statements[id] = statement;
+    return statement;
+}
+
+int sqlite_run(struct sqlite_store *store, enum sql_id id, char **error)
+{
+    sqlite3_stmt *statement = store->statements[id];
+    int rc = sqlite3_step(statement);
+
+    sqlite3_reset(statement);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        *error = sqlite_error(store, "writing to the store failed");
+        return -1;
+    }
+    return 0;
+}
+
+static int run_simple(struct sqlite_store *store, enum sql_id id, char **error)
+{
+    if (sqlite_statement(store, id, error) == NULL)
+        return -1;
+    return sqlite_run(store, id, error);
+}
+
+int sqlite_begin(struct sqlite_store *store, char **error)
+{
+    return run_simple(store, SQL_BEGIN, error);
+}
+
+int sqlite_commit(struct sqlite_store *store, char **error)
+{
+    return run_simple(store, SQL_COMMIT, error);
+}
+
+void sqlite_rollback(struct sqlite_store *store)
+{
+    char *ignored = NULL;
+
+    if (sqlite3_get_autocommit(store->db))
+        return;
+    run_simple(store, SQL_ROLLBACK, &ignored);
+    free(ignored);
+}
+
+char *sqlite_column_text_dup(sqlite3_stmt *statement, int column)
+{
+    const unsigned char *text = sqlite3_column_text(statement, column);
+
+    return text ? strbuf_dup((const char *)text) : NULL;
+}
+
+static int schema_version(struct sqlite_store *store, int *version, char **error)
+{
+    sqlite3_stmt *statement = NULL;
+    int rc;
+
+    *version = 0;
+    rc = sqlite3_prepare_v2(store->db,
+                            "SELECT count(*) FROM sqlite_master WHERE name = 'bgwf_meta'",
+                            -1, &statement, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW &&
+        sqlite3_column_int(statement, 0) == 1) {
+        sqlite3_finalize(statement);
+        rc = sqlite3_prepare_v2(store->db,
+                                "SELECT value FROM bgwf_meta WHERE key = 'schema_version'",
+                                -1, &statement, NULL);
+        if (rc == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW)
+            *version = sqlite3_column_int(statement, 0);
+    }
+    sqlite3_finalize(statement);
+    if (rc != SQLITE_OK) {
+        *error = sqlite_error(store, "reading the schema version failed");
+        return -1;
+    }
+    return 0;
+}
+
+/* Creates the schema when the file is new. Two processes that open a new
+ * file at once serialize on BEGIN IMMEDIATE; the second sees the version. */
+static int ensure_schema(struct sqlite_store *store, char **error)
+{
+    int version;
+    char *message = NULL;
+
+    if (schema_version(store, &version, error) != 0)
+        return -1;
+    if (version == SCHEMA_VERSION)
+        return 0;
+
+    if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, &message) != SQLITE_OK)
+        goto fail;
+    if (schema_version(store, &version, error) != 0) {
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (version == 0) {
+        char *insert = strbuf_printf(
+            "INSERT INTO bgwf_meta(key, value) VALUES ('schema_version', '%d')", SCHEMA_VERSION);
+        int rc = sqlite3_exec(store->db, schema_sql, NULL, NULL, &message);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(store->db, insert, NULL, NULL, &message);
+        free(insert);
+        if (rc != SQLITE_OK) {
+            sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+            goto fail;
+        }
+    } else if (version != SCHEMA_VERSION) {
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+        *error = strbuf_printf("database %s has schema version %d, but this bgwf %s knows only "
+                               "version %d: use a bgwf release that matches the database",
+                               store->path, version, BGWF_VERSION, SCHEMA_VERSION);
+        return -1;
+    }
+    if (sqlite3_exec(store->db, "COMMIT", NULL, NULL, &message) != SQLITE_OK)
+        goto fail;
+    return 0;
+
+fail:
+    *error = strbuf_printf("creating the schema in %s failed: %s", store->path,
+                           message ? message : sqlite3_errmsg(store->db));
+    sqlite3_free(message);
+    return -1;
+}
+
+static void sqlite_close(struct store *base)
+{
+    struct sqlite_store *store = (struct sqlite_store *)base;
+
+    for (int i = 0; i < SQL_COUNT; i++)
+        sqlite3_finalize(store->statements[i]);
+    sqlite3_close(store->db);
+    free(store->path);
+    free(store);
+}
+
+static const struct store_ops sqlite_ops = {
+    .backend = "sqlite",
+    .close = sqlite_close,
+    .submit = sqlite_submit,
+    .executor_register = sqlite_executor_register,
+    .executor_heartbeat = sqlite_executor_heartbeat,
+    .executor_stop = sqlite_executor_stop,
+    .reap_dead = sqlite_reap_dead,
+    .find_due = sqlite_find_due,
+    .load_context = sqlite_load_context,
+    .defer = sqlite_defer,
+    .claim = sqlite_claim,
+    .apply_updates = sqlite_apply_updates,
+    .attempt_status = sqlite_attempt_status,
+    .has_work = sqlite_has_work,
+    .status = sqlite_status,
+};
+
+struct store *store_sqlite_open(const char *path, char **error)
+{
+    struct sqlite_store *store = calloc(1, sizeof *store);
+    char *message = NULL;
+    int rc;
+
+    if (store == NULL) {
+        *error = strbuf_printf("opening %s failed: %s", path, strerror(ENOMEM));
+        return NULL;
+    }
+    store->base.ops = &sqlite_ops;
+    store->path = strbuf_dup(path);
+
+    rc = sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        *error = strbuf_printf("cannot open database '%s': %s (check that the folder exists "
+                               "and is writable, or choose another file with --db or BGWF_DB)",
+                               path, store->db ? sqlite3_errmsg(store->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    /* Concurrent executors wait for each other's short write transactions. */
+    sqlite3_busy_timeout(store->db, 10000);
+    if (sqlite3_exec(store->db,
+                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                     "PRAGMA foreign_keys = OFF;",
+                     NULL, NULL, &message) != SQLITE_OK) {
+        *error = strbuf_printf("cannot open database '%s': %s", path, message);
+        sqlite3_free(message);
+        goto fail;
+    }
+    if (ensure_schema(store, error) != 0)
+        goto fail;
+    return &store->base;
+
+fail:
+    sqlite3_close(store->db);
+    free(store->path);
+    free(store);
+    return NULL;
+}

@@ -1,0 +1,102 @@
+/* Internals shared by the files of the SQLite store backend. */
+#ifndef BGWF_STORE_SQLITE_H
+#define BGWF_STORE_SQLITE_H
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+/* Every statement the backend runs, prepared once on first use. */
+enum sql_id {
+    SQL_BEGIN,
+    SQL_COMMIT,
+    SQL_ROLLBACK,
+    SQL_APP_INSERT,
+    SQL_APP_ID,
+    SQL_LIVE_ATTEMPT,
+    SQL_EXECUTION_INSERT,
+    SQL_ATTEMPT_INSERT,
+    SQL_STEP_INSERT,
+    SQL_DEPENDENCY_INSERT,
+    SQL_EXECUTOR_INSERT,
+    SQL_EXECUTOR_HEARTBEAT,
+    SQL_EXECUTOR_REVIVE,
+    SQL_EXECUTOR_STOP,
+    SQL_EXECUTORS_STALE,
+    SQL_EXECUTOR_DECLARE_DEAD,
+    SQL_EXECUTOR_RUNNING_STEPS,
+    SQL_FIND_DUE,
+    SQL_LOAD_CONTEXT,
+    SQL_DEFER,
+    SQL_CLAIM,
+    SQL_STEP_COMPLETE,
+    SQL_STEP_FAIL,
+    SQL_STEP_MESSAGE,
+    SQL_DEPENDENTS_RELEASE,
+    SQL_ATTEMPT_DONE_ONE,
+    SQL_ATTEMPT_FAIL_PENDING,
+    SQL_ATTEMPT_DEACTIVATE,
+    SQL_ATTEMPT_STATE,
+    SQL_ATTEMPT_HAS_RUNNING,
+    SQL_ATTEMPT_END,
+    SQL_EXECUTION_COMPLETE,
+    SQL_HAS_WORK_APP,
+    SQL_HAS_WORK_ATTEMPT,
+    SQL_LATEST_EXECUTION,
+    SQL_EXECUTION_INFO,
+    SQL_STATUS_STEPS,
+    SQL_COUNT
+};
+
+struct sqlite_store {
+    struct store base;
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *statements[SQL_COUNT];
+};
+
+/* Returns the prepared statement for id, reset and with no bindings, or NULL
+ * with *error set. The statement stays owned by the store. */
+sqlite3_stmt *sqlite_statement(struct sqlite_store *store, enum sql_id id, char **error);
+
+/* Returns a malloc'd "what: sqlite message (path)" error text. */
+char *sqlite_error(struct sqlite_store *store, const char *what);
+
+/* Runs a statement that returns no rows. Returns 0, or -1 with *error set. */
+int sqlite_run(struct sqlite_store *store, enum sql_id id, char **error);
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Rollback ignores errors. */
+int sqlite_begin(struct sqlite_store *store, char **error);
+int sqlite_commit(struct sqlite_store *store, char **error);
+void sqlite_rollback(struct sqlite_store *store);
+
+/* Returns a malloc'd copy of a text column, or NULL when it is NULL. */
+char *sqlite_column_text_dup(sqlite3_stmt *statement, int column);
+
+/* Operations, one group per file. */
+int sqlite_submit(struct store *store, const struct submit_request *request,
+                  int64_t *execution_id, int64_t *attempt_id, char **error);
+int sqlite_executor_register(struct store *store, const char *host, int pid, const char *apps,
+                             int64_t now_ms, int64_t *executor_id, char **error);
+int sqlite_executor_heartbeat(struct store *store, int64_t executor_id, int64_t now_ms,
+                              int *revived, char **error);
+int sqlite_executor_stop(struct store *store, int64_t executor_id, int64_t now_ms, char **error);
+int sqlite_reap_dead(struct store *store, int64_t now_ms, int64_t timeout_ms,
+                     struct dead_executor **dead, int *dead_count, char **error);
+int sqlite_find_due(struct store *store, const char *app, int64_t attempt_id, int64_t now_ms,
+                    int limit, struct due_step **steps, int *count, char **error);
+int sqlite_load_context(struct store *store, int64_t step_id, char **json, char **error);
+int sqlite_defer(struct store *store, int64_t step_id, int64_t next_check_ms, char **error);
+int sqlite_claim(struct store *store, int64_t step_id, int64_t executor_id, int64_t now_ms,
+                 int *try_number, char **error);
+int sqlite_apply_updates(struct store *store, struct step_update *updates, int count,
+                         char **error);
+int sqlite_apply_in_transaction(struct sqlite_store *store, struct step_update *updates,
+                                int count, char **error);
+int sqlite_attempt_status(struct store *store, int64_t attempt_id, char **status, char **error);
+int sqlite_has_work(struct store *store, const char *app, int64_t attempt_id, int *has_work,
+                    char **error);
+int sqlite_status(struct store *store, int64_t execution_id, struct status_report *report,
+                  char **error);
+
+#endif

@@ -1,0 +1,116 @@
+-- The command line itself: help, version and usage errors.
+
+local helper = require("helper")
+
+-- Each command and the options that its help must list.
+local COMMANDS = {
+  submit = { "--scope", "--context" },
+  executor = { "--apps", "--max-concurrent", "--poll-ms", "--heartbeat-ms",
+               "--heartbeat-timeout-ms", "--exit-when-idle" },
+  run = { "--scope", "--context", "--poll-ms" },
+  status = { "--json" },
+}
+
+local COMMAND_NAMES = { "executor", "run", "status", "submit" }
+
+describe("bgwf", function()
+  local project
+
+  before_each(function()
+    project = helper.new_project()
+  end)
+
+  after_each(function()
+    project:cleanup()
+  end)
+
+  describe("--help", function()
+    it("exits 0", function()
+      local result = project:run({ "--help" })
+
+      assert.are.equal(0, result.code, result.stderr)
+    end)
+
+    it("lists every command on stdout", function()
+      local result = project:run({ "--help" })
+
+      for _, command in ipairs(COMMAND_NAMES) do
+        assert.is_truthy(result.stdout:find(command, 1, true),
+          ("expected %q in: %s"):format(command, result.stdout))
+      end
+    end)
+
+    it("creates no database", function()
+      project:run({ "--help" })
+
+      assert.is_false(project:exists("bgwf.db"))
+    end)
+  end)
+
+  for _, command in ipairs(COMMAND_NAMES) do
+    describe(command .. " --help", function()
+      it("exits 0", function()
+        local result = project:run({ command, "--help" })
+
+        assert.are.equal(0, result.code, result.stderr)
+      end)
+
+      it("lists the options on stdout", function()
+        local result = project:run({ command, "--help" })
+
+        assert.is_truthy(result.stdout:find(command, 1, true), result.stdout)
+        for _, option in ipairs(COMMANDS[command]) do
+          assert.is_truthy(result.stdout:find(option, 1, true),
+            ("expected %q in: %s"):format(option, result.stdout))
+        end
+      end)
+    end)
+  end
+
+  describe("--version", function()
+    it("prints a version number", function()
+      local result = project:run({ "--version" })
+
+      assert.are.equal(0, result.code, result.stderr)
+      assert.is_truthy(result.stdout:match("%d+%.%d+"), result.stdout)
+    end)
+  end)
+
+  -- Each case: a command line with a usage error, and parts that the
+  -- message on stderr must contain.
+  local USAGE_ERRORS = {
+    { name = "an unknown command", args = { "frobnicate" }, parts = { "frobnicate" } },
+    { name = "an unknown global option", args = { "--frobnicate" }, parts = { "--frobnicate" } },
+    { name = "no command", args = {}, parts = {} },
+    { name = "submit without a name", args = { "submit" }, parts = {} },
+    { name = "executor without --apps", args = { "executor" }, parts = { "--apps" } },
+    {
+      name = "a non-numeric --max-concurrent",
+      args = { "executor", "--apps", "simple", "--max-concurrent", "many" },
+      parts = { "--max-concurrent" },
+    },
+    {
+      name = "a non-numeric --poll-ms",
+      args = { "run", "simple", "--poll-ms", "soon" },
+      parts = { "--poll-ms" },
+    },
+    { name = "an unknown run option", args = { "run", "simple", "--bogus" }, parts = { "--bogus" } },
+    { name = "an unknown status option", args = { "status", "--bogus" }, parts = { "--bogus" } },
+  }
+
+  for _, case in ipairs(USAGE_ERRORS) do
+    describe("given " .. case.name, function()
+      it("exits 2 with a message", function()
+        local result = project:run(case.args)
+
+        assert.are.equal(2, result.code, result.stderr)
+        assert.are.equal("bgwf: ", result.stderr:sub(1, 6), result.stderr)
+        for _, part in ipairs(case.parts) do
+          assert.is_truthy(result.stderr:find(part, 1, true),
+            ("expected %q in: %s"):format(part, result.stderr))
+        end
+        assert.are.equal(0, project:stored_rows())
+      end)
+    end)
+  end
+end)
