@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "log.h"
@@ -116,4 +117,36 @@ lua_State *cli_open_lua(const struct cli_common *common)
         free(error);
     }
     return L;
+}
+
+void cli_format_time(int64_t ms, char *text, size_t size)
+{
+    time_t seconds = (time_t)(ms / 1000);
+    struct tm parts;
+
+    if (ms == 0) {
+        snprintf(text, size, "-");
+        return;
+    }
+    localtime_r(&seconds, &parts);
+    strftime(text, size, "%Y-%m-%d %H:%M:%S", &parts);
+}
+
+int cli_resolve_execution(const char *command, struct store *store, const char *id_text,
+                          const char *app, const char *scope, int64_t *execution_id)
+{
+    char *error = NULL;
+
+    if (id_text) {
+        if (cli_parse_int(id_text, 1, INT64_MAX, execution_id) != 0)
+            return cli_usage_error(command, "invalid EXECUTION_ID '%s': use the number that "
+                                   "bgwf submit or bgwf list printed", id_text);
+        return 0;
+    }
+    if (store->ops->find_execution(store, app, scope, execution_id, &error) != 0) {
+        cli_error("%s", error);
+        free(error);
+        return EXIT_FAILED;
+    }
+    return 0;
 }

@@ -4,6 +4,7 @@
 #define BGWF_CLI_H
 
 #include <getopt.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <lua.h>
@@ -88,7 +89,7 @@ int cmd_status(int argc, char **argv);
  * built; the caller closes it. Shared by submit and run. Returns EXIT_OK
  * with the ids set, or EXIT_FAILED after printing the error. */
 int cli_submit(const struct cli_common *common, struct store **store, lua_State *L,
-               const char *app, const char *scope, const char *context_json,
+               const char *app, const char *scope, const char *context_json, int new_execution,
                int64_t *execution_id, int64_t *attempt_id);
 
 /* Reads --context: JSON text, or @FILE for a file's contents. Returns a
@@ -98,5 +99,30 @@ char *cli_read_context(const char *argument);
 /* Prints the status table of an execution (0: the latest). Returns an exit
  * status. */
 int cli_print_status(struct store *store, int64_t execution_id, int as_json);
+
+/* Prints an execution as status does, and with with_attempts its attempts
+ * first (bgwf show). Returns an exit status. */
+int cli_print_execution(struct store *store, int64_t execution_id, int as_json,
+                        int with_attempts);
+
+/* Writes ms since the epoch as local "YYYY-MM-DD HH:MM:SS" into text, or "-"
+ * for 0. */
+void cli_format_time(int64_t ms, char *text, size_t size);
+
+/* Resolves the execution an operator command names: the EXECUTION_ID
+ * argument id_text, or else the newest execution of app (with scope).
+ * Returns 0, or an exit status after printing the error. */
+int cli_resolve_execution(const char *command, struct store *store, const char *id_text,
+                          const char *app, const char *scope, int64_t *execution_id);
+
+int cmd_revert(int argc, char **argv);
+int cmd_complete(int argc, char **argv);
+int cmd_shutdown(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_executors(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
 
 #endif

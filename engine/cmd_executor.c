@@ -14,13 +14,16 @@
 #define DEFAULT_HEARTBEAT_MS 5000
 #define DEFAULT_HEARTBEAT_TIMEOUT_MS 30000
 #define DEFAULT_PRECONDITION_TIMEOUT_MS 30000
+#define DEFAULT_KILL_GRACE_MS 5000
 
 #define EXECUTOR_TUNING_HELP                                                            \
     "  --max-concurrent N         steps running at once (default 8)\n"                    \
     "  --poll-ms MS               wait between looks for due steps when idle\n"            \
     "  --heartbeat-ms MS          heartbeat interval (default 5000)\n"                     \
     "  --heartbeat-timeout-ms MS  declare an executor dead after this long without a\n"     \
-    "                             heartbeat and fail its steps (default 30000)\n"
+    "                             heartbeat and fail its steps (default 30000)\n"           \
+    "  --kill-grace-ms MS         after SIGTERM to a cancelled step, wait this long\n"       \
+    "                             before SIGKILL (default 5000)\n"
 
 static const char executor_help[] =
     "Usage: bgwf executor --apps A,B [options]\n"
@@ -48,6 +51,7 @@ static const char run_help[] =
     "\n"
     "  --scope S                  as for bgwf submit\n"
     "  --context JSON             as for bgwf submit (@FILE reads a file)\n"
+    "  --new-execution            as for bgwf submit\n"
     EXECUTOR_TUNING_HELP
     "                             (--poll-ms default 200)\n"
     CLI_COMMON_HELP
@@ -63,6 +67,8 @@ enum {
     OPTION_EXIT_WHEN_IDLE,
     OPTION_SCOPE,
     OPTION_CONTEXT,
+    OPTION_NEW_EXECUTION,
+    OPTION_KILL_GRACE_MS,
 };
 
 static const struct option executor_options[] = {
@@ -74,6 +80,8 @@ static const struct option executor_options[] = {
     { "exit-when-idle", no_argument, NULL, OPTION_EXIT_WHEN_IDLE },
     { "scope", required_argument, NULL, OPTION_SCOPE },
     { "context", required_argument, NULL, OPTION_CONTEXT },
+    { "new-execution", no_argument, NULL, OPTION_NEW_EXECUTION },
+    { "kill-grace-ms", required_argument, NULL, OPTION_KILL_GRACE_MS },
     CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
 };
@@ -85,6 +93,7 @@ struct parsed {
     const char **apps;
     const char *scope;
     const char *context;
+    int new_execution;
 };
 
 static int parse_number(const char *command, const char *name, const char *text, int64_t min,
@@ -169,6 +178,14 @@ static int parse(const char *command, int argc, char **argv, struct parsed *pars
             parsed->context = optarg;
             rc = is_run ? CLI_CONTINUE : -1;
             break;
+        case OPTION_NEW_EXECUTION:
+            parsed->new_execution = 1;
+            rc = is_run ? CLI_CONTINUE : -1;
+            break;
+        case OPTION_KILL_GRACE_MS:
+            rc = parse_number(command, "--kill-grace-ms", optarg, 0, 3600000,
+                              &config->kill_grace_ms);
+            break;
         default:
             rc = cli_common_option(command, option, optarg, &parsed->common, help);
         }
@@ -193,6 +210,7 @@ static void parsed_init(struct parsed *parsed, int poll_ms)
     parsed->config.heartbeat_ms = DEFAULT_HEARTBEAT_MS;
     parsed->config.heartbeat_timeout_ms = DEFAULT_HEARTBEAT_TIMEOUT_MS;
     parsed->config.precondition_timeout_ms = DEFAULT_PRECONDITION_TIMEOUT_MS;
+    parsed->config.kill_grace_ms = DEFAULT_KILL_GRACE_MS;
 }
 
 static void parsed_free(struct parsed *parsed)
@@ -264,8 +282,8 @@ int cmd_run(int argc, char **argv)
 
     lua_State *L = cli_open_lua(&parsed.common);
     rc = EXIT_FAILED;
-    if (L && cli_submit(&parsed.common, &store, L, app, parsed.scope, context, &execution_id,
-                        &attempt_id) == EXIT_OK) {
+    if (L && cli_submit(&parsed.common, &store, L, app, parsed.scope, context,
+                        parsed.new_execution, &execution_id, &attempt_id) == EXIT_OK) {
         const char *apps[] = { app };
         parsed.config.apps = apps;
         parsed.config.app_count = 1;

@@ -88,7 +88,24 @@ static void append_number(struct strbuf *out, const char *name, int64_t value, i
     *first = 0;
 }
 
-static void print_json(const struct status_report *report)
+static void append_attempts(struct strbuf *out, const struct attempt_row *attempts, int count)
+{
+    strbuf_appendf(out, ",\"attempts\":[");
+    for (int i = 0; i < count; i++) {
+        strbuf_appendf(out, "%s{\"id\":%lld,\"status\":", i ? "," : "",
+                       (long long)attempts[i].id);
+        json_append_string(out, attempts[i].status);
+        strbuf_appendf(out, ",\"steps\":%d,\"created_at\":%lld", attempts[i].step_count,
+                       (long long)attempts[i].created_at);
+        if (attempts[i].ended_at)
+            strbuf_appendf(out, ",\"ended_at\":%lld", (long long)attempts[i].ended_at);
+        strbuf_append(out, "}", 1);
+    }
+    strbuf_append(out, "]", 1);
+}
+
+static void print_json(const struct status_report *report, const struct attempt_row *attempts,
+                       int attempt_count)
 {
     struct strbuf out = STRBUF_INIT;
     int first = 1;
@@ -102,7 +119,10 @@ static void print_json(const struct status_report *report)
     strbuf_appendf(&out, ",\"created_at\":%lld},\"attempt\":{\"id\":%lld,\"status\":",
                    (long long)report->created_at, (long long)report->attempt_id);
     json_append_string(&out, report->attempt_status);
-    strbuf_appendf(&out, "},\"steps\":[");
+    strbuf_append(&out, "}", 1);
+    if (attempts)
+        append_attempts(&out, attempts, attempt_count);
+    strbuf_appendf(&out, ",\"steps\":[");
     for (int i = 0; i < report->step_count; i++) {
         const struct status_step *step = &report->steps[i];
         strbuf_appendf(&out, "%s{", i ? "," : "");
@@ -126,9 +146,30 @@ static void print_json(const struct status_report *report)
     strbuf_free(&out);
 }
 
+static void print_attempts(const struct attempt_row *attempts, int count)
+{
+    printf("ATTEMPT  STATUS            STEPS  STARTED              ENDED\n");
+    for (int i = 0; i < count; i++) {
+        char started[32], ended[32];
+        cli_format_time(attempts[i].created_at, started, sizeof started);
+        cli_format_time(attempts[i].ended_at, ended, sizeof ended);
+        printf("%-7lld  %-16s  %-5d  %-19s  %s\n", (long long)attempts[i].id, attempts[i].status,
+               attempts[i].step_count, started, ended);
+    }
+    printf("\n");
+}
+
 int cli_print_status(struct store *store, int64_t execution_id, int as_json)
 {
+    return cli_print_execution(store, execution_id, as_json, 0);
+}
+
+int cli_print_execution(struct store *store, int64_t execution_id, int as_json,
+                        int with_attempts)
+{
     struct status_report report;
+    struct attempt_row *attempts = NULL;
+    int attempt_count = 0;
     char *error = NULL;
 
     if (store->ops->status(store, execution_id, &report, &error) != 0) {
@@ -136,11 +177,22 @@ int cli_print_status(struct store *store, int64_t execution_id, int as_json)
         free(error);
         return EXIT_FAILED;
     }
-    if (as_json)
-        print_json(&report);
-    else
+    if (with_attempts && store->ops->list_attempts(store, report.execution_id, &attempts,
+                                                   &attempt_count, &error) != 0) {
+        cli_error("%s", error);
+        free(error);
+        store_free_status(&report);
+        return EXIT_FAILED;
+    }
+    if (as_json) {
+        print_json(&report, with_attempts ? attempts : NULL, attempt_count);
+    } else {
+        if (with_attempts)
+            print_attempts(attempts, attempt_count);
         print_table(&report);
+    }
     fflush(stdout);
+    store_free_attempts(attempts, attempt_count);
     store_free_status(&report);
     return EXIT_OK;
 }

@@ -14,11 +14,14 @@ static const char submit_help[] =
     "\n"
     "Builds the workflow in workflows/NAME.lua, stores it with every step WAITING,\n"
     "prints the execution and attempt ids and exits; executors run the steps.\n"
+    "When the newest execution of (NAME, scope) is INCOMPLETE, its next attempt is\n"
+    "stored instead: steps an earlier attempt finished are SKIPPED, the rest run.\n"
     "\n"
     "  --scope S          run the workflow for scope S; one attempt per (NAME, scope)\n"
     "                     runs at a time\n"
     "  --context JSON     the context passed to the workflow function; @FILE reads it\n"
     "                     from a file (default: an empty object)\n"
+    "  --new-execution    start a new execution even when the last one is INCOMPLETE\n"
     CLI_COMMON_HELP
     "\n"
     "Exit status: 0 when stored, 1 when the workflow is invalid or the store failed,\n"
@@ -52,11 +55,34 @@ char *cli_read_context(const char *argument)
     return strbuf_detach(&text);
 }
 
+static void print_outcome(const char *app, const struct submit_request *request,
+                          const struct submit_outcome *outcome)
+{
+    if (!outcome->resumed) {
+        printf("submitted %s: execution %lld, attempt %lld, %d steps\n", app,
+               (long long)outcome->execution_id, (long long)outcome->attempt_id,
+               request->step_count);
+    } else {
+        printf("resumed %s: execution %lld, attempt %lld, %d steps (%d skipped: done by an "
+               "earlier attempt)\n", app, (long long)outcome->execution_id,
+               (long long)outcome->attempt_id, request->step_count, outcome->skipped);
+    }
+    for (int i = 0; i < outcome->vanished_count; i++)
+        fprintf(stderr, "bgwf: warning: step '%s' of the previous attempt is no longer in "
+                "workflow %s; it will not run\n", outcome->vanished[i], app);
+    if (strcmp(outcome->attempt_status, "FINISHED") == 0)
+        printf("every step was done by an earlier attempt: attempt %lld FINISHED and "
+               "execution %lld is COMPLETE\n", (long long)outcome->attempt_id,
+               (long long)outcome->execution_id);
+    fflush(stdout);
+}
+
 int cli_submit(const struct cli_common *common, struct store **store, lua_State *L,
-               const char *app, const char *scope, const char *context_json,
+               const char *app, const char *scope, const char *context_json, int new_execution,
                int64_t *execution_id, int64_t *attempt_id)
 {
     struct submit_request request;
+    struct submit_outcome outcome = { 0 };
     char *error = NULL;
     int rc = EXIT_FAILED;
 
@@ -66,11 +92,12 @@ int cli_submit(const struct cli_common *common, struct store **store, lua_State 
         goto done;
     if (*store == NULL && (*store = cli_open_store(common)) == NULL)
         goto done;
-    if ((*store)->ops->submit(*store, &request, execution_id, attempt_id, &error) != 0)
+    request.new_execution = new_execution;
+    if ((*store)->ops->submit(*store, &request, &outcome, &error) != 0)
         goto done;
-    printf("submitted %s: execution %lld, attempt %lld, %d steps\n", app,
-           (long long)*execution_id, (long long)*attempt_id, request.step_count);
-    fflush(stdout);
+    print_outcome(app, &request, &outcome);
+    *execution_id = outcome.execution_id;
+    *attempt_id = outcome.attempt_id;
     rc = EXIT_OK;
 
 done:
@@ -79,6 +106,7 @@ done:
         free(error);
     }
     luahost_free_request(&request);
+    store_free_outcome(&outcome);
     return rc;
 }
 
@@ -87,6 +115,7 @@ int cmd_submit(int argc, char **argv)
     static const struct option options[] = {
         { "scope", required_argument, NULL, 's' },
         { "context", required_argument, NULL, 'c' },
+        { "new-execution", no_argument, NULL, 'n' },
         CLI_COMMON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
@@ -94,7 +123,7 @@ int cmd_submit(int argc, char **argv)
     const char *scope = NULL, *context_argument = NULL;
     char *context = NULL;
     int64_t execution_id, attempt_id;
-    int option, rc;
+    int option, rc, new_execution = 0;
 
     cli_common_init(&common);
     opterr = 0;
@@ -105,6 +134,9 @@ int cmd_submit(int argc, char **argv)
             break;
         case 'c':
             context_argument = optarg;
+            break;
+        case 'n':
+            new_execution = 1;
             break;
         default:
             rc = cli_common_option("submit", option, optarg, &common, submit_help);
@@ -131,7 +163,8 @@ int cmd_submit(int argc, char **argv)
     struct store *store = NULL;
     rc = EXIT_FAILED;
     if (L)
-        rc = cli_submit(&common, &store, L, app, scope, context, &execution_id, &attempt_id);
+        rc = cli_submit(&common, &store, L, app, scope, context, new_execution, &execution_id,
+                        &attempt_id);
     if (store)
         store->ops->close(store);
     if (L)

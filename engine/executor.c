@@ -16,6 +16,9 @@
 #include "runner.h"
 #include "strbuf.h"
 
+/* How often running steps are checked for a cancel request, in ms. */
+#define CANCEL_CHECK_MS 250
+
 /* The signal handler's only channel to the loop: it writes the signal
  * number here, and poll() wakes up. */
 static int signal_pipe[2] = { -1, -1 };
@@ -300,6 +303,48 @@ static void kill_all(struct executor *executor, const char *reason)
     }
 }
 
+/* Stops the running steps whose execution an operator cancelled: SIGTERM
+ * now, SIGKILL after the grace period. */
+static void check_cancellations(struct executor *executor)
+{
+    struct cancelled_step *cancelled = NULL;
+    int count = 0;
+    char *error = NULL;
+
+    if (executor->running == 0)
+        return;
+    if (executor->store->ops->cancelled_steps(executor->store, executor->id, &cancelled, &count,
+                                              &error) != 0) {
+        log_error("executor=%lld looking for cancelled steps failed: %s",
+                  (long long)executor->id, error);
+        free(error);
+        return;
+    }
+    for (int c = 0; c < count; c++) {
+        for (int i = 0; i < executor->config->max_concurrent; i++) {
+            struct step_run *run = &executor->runs[i];
+            if (run->pid == 0 || run->step.step_id != cancelled[c].step_id ||
+                run->try_number != cancelled[c].try_number || run->kill_reason != NULL)
+                continue;
+            log_info("executor=%lld app=%s execution=%lld step=%s cancelled by operator: "
+                     "sending SIGTERM, SIGKILL in %d ms", (long long)executor->id,
+                     run->step.app, (long long)run->step.execution_id, run->step.token,
+                     executor->config->kill_grace_ms);
+            runner_terminate(run, "cancelled by operator", executor->config->kill_grace_ms);
+        }
+    }
+    free(cancelled);
+}
+
+static void enforce_deadlines(struct executor *executor)
+{
+    int64_t now = clock_mono_ms();
+
+    for (int i = 0; i < executor->config->max_concurrent; i++)
+        if (executor->runs[i].pid != 0)
+            runner_enforce_deadline(&executor->runs[i], now);
+}
+
 static void handle_signals(struct executor *executor)
 {
     unsigned char numbers[64];
@@ -311,7 +356,7 @@ static void handle_signals(struct executor *executor)
                 continue;
             executor->stop_signals++;
             if (executor->stop_signals == 1) {
-                log_info("executor=%lld received %s: no new steps start; waiting for %d "
+                log_info("executor=%lld received SIG%s: no new steps start; waiting for %d "
                          "running steps (send it again to kill them)",
                          (long long)executor->id, sigabbrev_np(numbers[i]), executor->running);
             } else if (executor->stop_signals == 2) {
@@ -475,7 +520,7 @@ static int register_executor(struct executor *executor)
 int executor_run(struct store *store, lua_State *L, const struct executor_config *config)
 {
     struct executor executor = { .store = store, .L = L, .config = config };
-    int64_t next_heartbeat = 0;
+    int64_t next_heartbeat = 0, next_cancel_check = 0;
     int finished = 0, attempt_done = 0;
     char *error = NULL;
 
@@ -496,6 +541,11 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
             heartbeat(&executor);
             next_heartbeat = clock_mono_ms() + config->heartbeat_ms;
         }
+        if (clock_mono_ms() >= next_cancel_check) {
+            check_cancellations(&executor);
+            next_cancel_check = clock_mono_ms() + CANCEL_CHECK_MS;
+        }
+        enforce_deadlines(&executor);
         reap_children(&executor);
         queue_message_updates(&executor);
         flush_updates(&executor);
@@ -516,6 +566,8 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
 
         int64_t until_heartbeat = next_heartbeat - clock_mono_ms();
         int timeout = more ? 0 : config->poll_ms;
+        if (executor.running > 0 && timeout > CANCEL_CHECK_MS)
+            timeout = CANCEL_CHECK_MS;
         if (until_heartbeat < timeout)
             timeout = until_heartbeat > 0 ? (int)until_heartbeat : 0;
         wait_for_events(&executor, timeout);

@@ -18,6 +18,7 @@ struct executor_config {
     int heartbeat_ms;
     int heartbeat_timeout_ms;      /* after this, a silent executor is dead */
     int64_t precondition_timeout_ms;
+    int kill_grace_ms;             /* SIGTERM to SIGKILL delay for cancelled steps */
     int exit_when_idle;            /* exit once no step of the apps can run */
     int64_t only_attempt;          /* run only this attempt and exit when it ends; 0: any */
 };

@@ -15,6 +15,15 @@ static const char main_help[] =
     "  executor        run steps of the given applications until stopped\n"
     "  run NAME        submit and run a workflow in this process until it ends\n"
     "  status [ID]     show the steps of an execution (default: the newest)\n"
+    "  show ID         an execution, its attempts and its steps\n"
+    "  list            executions, newest first\n"
+    "  executors       executors with their heartbeats and running steps\n"
+    "  wait ID         block until the execution's attempt ends\n"
+    "  graph ID        the DAG in Graphviz DOT, coloured by status\n"
+    "  revert ID STEP  mark a finished step REVERTED so the next attempt runs it\n"
+    "  complete ID STEP  mark a step MANUALLY_COMPLETED so it does not run\n"
+    "  shutdown ID     stop starting steps of the running attempt; resume later\n"
+    "  cancel ID       cancel an execution for good, stopping its running steps\n"
     "\n"
     "Options:\n"
     "  --help          show this help and exit\n"
@@ -34,6 +43,15 @@ static const struct command commands[] = {
     { "executor", cmd_executor },
     { "run", cmd_run },
     { "status", cmd_status },
+    { "show", cmd_show },
+    { "list", cmd_list },
+    { "executors", cmd_executors },
+    { "wait", cmd_wait },
+    { "graph", cmd_graph },
+    { "revert", cmd_revert },
+    { "complete", cmd_complete },
+    { "shutdown", cmd_shutdown },
+    { "cancel", cmd_cancel },
 };
 
 int main(int argc, char **argv)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,7 +43,7 @@ static void close_inherited_descriptors(int report_fd)
 }
 
 static void run_child(lua_State *L, struct step_run *run, const char *context_json,
-                      int report_fd)
+                      int report_fd, pid_t executor_pid)
 {
     struct step_info info = {
         .token = run->step.token,
@@ -57,6 +58,11 @@ static void run_child(lua_State *L, struct step_run *run, const char *context_js
     int rc;
 
     setpgid(0, 0);
+    /* A step must not outlive its executor: once the executor is gone, it
+     * is declared dead and the step may run again elsewhere. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != executor_pid)
+        _exit(1);
     reset_child_signals();
     close_inherited_descriptors(report_fd);
     log_set_role("step");
@@ -78,6 +84,7 @@ int runner_spawn(lua_State *L, struct step_run *run, const char *context_json, c
     }
     fflush(stdout);
     fflush(stderr);
+    pid_t executor_pid = getpid();
     pid = fork();
     if (pid < 0) {
         int saved = errno;
@@ -88,7 +95,7 @@ int runner_spawn(lua_State *L, struct step_run *run, const char *context_json, c
     }
     if (pid == 0) {
         close(pipe_fds[0]);
-        run_child(L, run, context_json, pipe_fds[1]);
+        run_child(L, run, context_json, pipe_fds[1], executor_pid);
     }
 
     /* Both sides set the group so that a kill right after fork reaches it. */
@@ -208,6 +215,24 @@ void runner_kill(struct step_run *run, const char *reason)
         run->kill_reason = strbuf_dup(reason);
     if (!run->exited)
         kill(-run->pid, SIGKILL);
+}
+
+void runner_terminate(struct step_run *run, const char *reason, int grace_ms)
+{
+    if (run->kill_reason != NULL)
+        return;
+    run->kill_reason = strbuf_dup(reason);
+    run->kill_deadline_mono = clock_mono_ms() + grace_ms;
+    if (!run->exited)
+        kill(-run->pid, SIGTERM);
+}
+
+void runner_enforce_deadline(struct step_run *run, int64_t now_mono)
+{
+    if (run->kill_deadline_mono != 0 && now_mono >= run->kill_deadline_mono && !run->exited) {
+        kill(-run->pid, SIGKILL);
+        run->kill_deadline_mono = 0;
+    }
 }
 
 void runner_release(struct step_run *run)

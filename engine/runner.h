@@ -30,7 +30,8 @@ struct step_run {
     char *failure;
     int exited;            /* 1 once waitpid reported the child */
     int wait_status;
-    char *kill_reason;     /* set when the executor killed the child on purpose */
+    char *kill_reason;     /* set when the executor stopped the child on purpose */
+    int64_t kill_deadline_mono; /* after runner_terminate: when SIGKILL follows; 0: none */
     int64_t started_mono;
 };
 
@@ -50,6 +51,13 @@ char *runner_finish(struct step_run *run);
 
 /* Kills the child's whole process group with SIGKILL and records why. */
 void runner_kill(struct step_run *run, const char *reason);
+
+/* Sends SIGTERM to the child's process group, records why, and sets the
+ * time after which runner_enforce_deadline sends SIGKILL. */
+void runner_terminate(struct step_run *run, const char *reason, int grace_ms);
+
+/* Sends SIGKILL when a runner_terminate grace period is over. */
+void runner_enforce_deadline(struct step_run *run, int64_t now_mono);
 
 /* Frees what run owns and closes its pipe. */
 void runner_release(struct step_run *run);

@@ -44,3 +44,55 @@ void store_free_status(struct status_report *report)
     report->steps = NULL;
     report->step_count = 0;
 }
+
+void store_free_outcome(struct submit_outcome *outcome)
+{
+    for (int i = 0; i < outcome->vanished_count; i++)
+        free(outcome->vanished[i]);
+    free(outcome->vanished);
+    free(outcome->attempt_status);
+    *outcome = (struct submit_outcome){ 0 };
+}
+
+void store_free_changes(struct change_report *report)
+{
+    for (int i = 0; i < report->change_count; i++) {
+        free(report->changes[i].token);
+        free(report->changes[i].from);
+        free(report->changes[i].to);
+    }
+    free(report->changes);
+    free(report->attempt_from);
+    free(report->attempt_to);
+    free(report->execution_from);
+    free(report->execution_to);
+    *report = (struct change_report){ 0 };
+}
+
+void store_free_executions(struct execution_row *rows, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(rows[i].app);
+        free(rows[i].scope);
+        free(rows[i].status);
+        free(rows[i].latest_attempt_status);
+    }
+    free(rows);
+}
+
+void store_free_attempts(struct attempt_row *rows, int count)
+{
+    for (int i = 0; i < count; i++)
+        free(rows[i].status);
+    free(rows);
+}
+
+void store_free_executors(struct executor_row *rows, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(rows[i].host);
+        free(rows[i].apps);
+        free(rows[i].status);
+    }
+    free(rows);
+}

@@ -24,8 +24,103 @@ struct submit_step {
 struct submit_request {
     const char *app;
     const char *scope;     /* NULL: no scope */
+    int new_execution;     /* 1: never resume; start a new execution */
     int step_count;
     struct submit_step *steps;
+};
+
+/* What a submit stored. */
+struct submit_outcome {
+    int64_t execution_id;
+    int64_t attempt_id;
+    int resumed;           /* 1: a new attempt of an INCOMPLETE execution */
+    int skipped;           /* steps done by an earlier attempt, now SKIPPED */
+    char *attempt_status;  /* RUNNING, or FINISHED when every step was skipped */
+    int vanished_count;    /* tokens of the previous attempt missing from the DAG */
+    char **vanished;
+};
+
+/* One step whose status an operator command changed. */
+struct step_change {
+    char *token;
+    char *from;
+    char *to;
+};
+
+/* What an operator command changed. */
+struct change_report {
+    int64_t execution_id;
+    int64_t attempt_id;
+    char *attempt_from;    /* attempt status before and after; NULL if unchanged */
+    char *attempt_to;
+    char *execution_from;  /* execution status before and after; NULL if unchanged */
+    char *execution_to;
+    int running_steps;     /* steps still running (shutdown and cancel) */
+    int change_count;
+    struct step_change *changes;
+};
+
+/* One row of bgwf list. */
+struct execution_row {
+    int64_t id;
+    char *app;
+    char *scope;
+    char *status;
+    int attempt_count;
+    int64_t latest_attempt_id;
+    char *latest_attempt_status;
+    int64_t created_at;
+    int64_t ended_at;
+};
+
+struct execution_filter {
+    const char *app;       /* NULL: any */
+    const char *status;    /* NULL: any */
+    int limit;
+};
+
+/* One attempt of an execution, for bgwf show. */
+struct attempt_row {
+    int64_t id;
+    char *status;
+    int step_count;
+    int64_t created_at;
+    int64_t ended_at;
+};
+
+/* One row of bgwf executors. */
+struct executor_row {
+    int64_t id;
+    char *host;
+    int pid;
+    char *apps;
+    char *status;
+    int64_t started_at;
+    int64_t heartbeat_at;
+    int64_t stopped_at;
+    int running_steps;
+};
+
+/* Counts of the steps of one attempt, for bgwf wait. */
+struct attempt_progress {
+    char *status;
+    int total;
+    int done;              /* COMPLETED, SKIPPED or MANUALLY_COMPLETED */
+    int running;
+    int failed;
+};
+
+/* A dependency edge between two steps of one attempt, by index into the
+ * status report's steps. */
+struct step_edge {
+    int from;              /* the step waited for */
+    int to;                /* the step that waits */
+};
+
+/* A running step whose execution was cancelled. */
+struct cancelled_step {
+    int64_t step_id;
+    int try_number;
 };
 
 /* A step that is ready and whose precondition check is due. */
@@ -68,6 +163,7 @@ struct dead_executor {
 };
 
 struct status_step {
+    int64_t step_id;
     char *token;
     char *action;
     char *status;
@@ -96,11 +192,14 @@ struct store_ops {
 
     void (*close)(struct store *store);
 
-    /* Stores the whole workflow in one transaction: a new execution, its
-     * first attempt RUNNING, every step WAITING. Fails, storing nothing,
-     * when an attempt of (app, scope) is still running. */
+    /* Stores the whole workflow in one transaction. When the newest
+     * execution of (app, scope) is INCOMPLETE (and new_execution is 0) it
+     * adds an attempt to it: steps that an earlier attempt finished are
+     * SKIPPED, the others WAITING. Otherwise it stores a new execution.
+     * Fails, storing nothing, while an attempt of (app, scope) is still
+     * running. Free *outcome with store_free_outcome. */
     int (*submit)(struct store *store, const struct submit_request *request,
-                  int64_t *execution_id, int64_t *attempt_id, char **error);
+                  struct submit_outcome *outcome, char **error);
 
     /* Registers a RUNNING executor and returns its id. apps is for display. */
     int (*executor_register)(struct store *store, const char *host, int pid,
@@ -163,6 +262,43 @@ struct store_ops {
      * 0. Free with store_free_status. */
     int (*status)(struct store *store, int64_t execution_id, struct status_report *report,
                   char **error);
+
+    /* Sets *execution_id to the newest execution of app with scope (NULL:
+     * without a scope), or fails naming them. */
+    int (*find_execution)(struct store *store, const char *app, const char *scope,
+                          int64_t *execution_id, char **error);
+
+    /* The operator commands. Each checks that the state allows it, applies
+     * all of its changes in one transaction or none, and describes them in
+     * *report (free with store_free_changes). */
+    int (*revert)(struct store *store, int64_t execution_id, const char *token, int downstream,
+                  struct change_report *report, char **error);
+    int (*complete)(struct store *store, int64_t execution_id, const char *token,
+                    struct change_report *report, char **error);
+    int (*shutdown)(struct store *store, int64_t execution_id, struct change_report *report,
+                    char **error);
+    int (*cancel)(struct store *store, int64_t execution_id, struct change_report *report,
+                  char **error);
+
+    /* Returns the running steps of executor_id whose execution was cancelled
+     * (free the array with free). */
+    int (*cancelled_steps)(struct store *store, int64_t executor_id,
+                           struct cancelled_step **steps, int *count, char **error);
+
+    /* Listings for the commands. Free the arrays with the matching
+     * store_free_* function. */
+    int (*list_executions)(struct store *store, const struct execution_filter *filter,
+                           struct execution_row **rows, int *count, char **error);
+    int (*list_attempts)(struct store *store, int64_t execution_id, struct attempt_row **rows,
+                         int *count, char **error);
+    int (*list_executors)(struct store *store, struct executor_row **rows, int *count,
+                          char **error);
+    int (*attempt_progress)(struct store *store, int64_t attempt_id,
+                            struct attempt_progress *progress, char **error);
+    /* Edges between the steps of report->attempt_id, as indexes into
+     * report->steps (free with free). */
+    int (*step_edges)(struct store *store, const struct status_report *report,
+                      struct step_edge **edges, int *count, char **error);
 };
 
 struct store {
@@ -176,6 +312,11 @@ struct store *store_open(const char *location, char **error);
 void store_free_due(struct due_step *steps, int count);
 void store_free_dead(struct dead_executor *dead, int count);
 void store_free_status(struct status_report *report);
+void store_free_outcome(struct submit_outcome *outcome);
+void store_free_changes(struct change_report *report);
+void store_free_executions(struct execution_row *rows, int count);
+void store_free_attempts(struct attempt_row *rows, int count);
+void store_free_executors(struct executor_row *rows, int count);
 
 /* Opens the SQLite backend; used by store_open. */
 struct store *store_sqlite_open(const char *path, char **error);

@@ -37,7 +37,7 @@ static const char schema_sql[] =
     "  active INTEGER NOT NULL DEFAULT 1, cooldown_ms INTEGER NOT NULL,"
     "  next_check INTEGER NOT NULL DEFAULT 0, executor_id INTEGER,"
     "  try INTEGER NOT NULL DEFAULT 0, started_at INTEGER, ended_at INTEGER,"
-    "  status_message TEXT, error TEXT,"
+    "  status_message TEXT, error TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,"
     /* The context stays last so that reads of the other columns skip its
      * overflow pages. */
     "  context TEXT NOT NULL,"
@@ -50,6 +50,7 @@ static const char schema_sql[] =
     "CREATE TABLE dependencies("
     "  depends_on INTEGER NOT NULL, step_id INTEGER NOT NULL,"
     "  PRIMARY KEY(depends_on, step_id)) WITHOUT ROWID;"
+    "CREATE INDEX dependencies_by_step ON dependencies(step_id);"
     "CREATE TABLE executors("
     "  id INTEGER PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
     "  apps TEXT NOT NULL, status TEXT NOT NULL, started_at INTEGER NOT NULL,"
@@ -134,7 +135,8 @@ static const char *const statement_sql[SQL_COUNT] = {
         "SELECT EXISTS(SELECT 1 FROM steps WHERE attempt_id = ?1 AND status = 'RUNNING')",
     [SQL_ATTEMPT_END] = "UPDATE attempts SET status = ?2, ended_at = ?3 WHERE id = ?1",
     [SQL_EXECUTION_COMPLETE] =
-        "UPDATE executions SET status = 'COMPLETE', ended_at = ?2 WHERE id = ?1",
+        "UPDATE executions SET status = 'COMPLETE', ended_at = ?2"
+        " WHERE id = ?1 AND status = 'INCOMPLETE'",
     [SQL_HAS_WORK_APP] =
         "SELECT EXISTS(SELECT 1 FROM steps"
         " WHERE app_id = (SELECT id FROM applications WHERE name = ?1)"
@@ -150,7 +152,75 @@ static const char *const statement_sql[SQL_COUNT] = {
         " WHERE e.id = ?1 ORDER BY a.id DESC LIMIT 1",
     [SQL_STATUS_STEPS] =
         "SELECT token, action, status, status_message, error, executor_id, try,"
-        " started_at, ended_at FROM steps WHERE attempt_id = ?1 ORDER BY id",
+        " started_at, ended_at, id FROM steps WHERE attempt_id = ?1 ORDER BY id",
+    [SQL_LATEST_EXECUTION_OF] =
+        "SELECT id, status FROM executions WHERE app_id = ?1 AND scope IS ?2"
+        " ORDER BY id DESC LIMIT 1",
+    [SQL_LATEST_ATTEMPT_OF] =
+        "SELECT id, status FROM attempts WHERE execution_id = ?1 ORDER BY id DESC LIMIT 1",
+    [SQL_RESUME_SKIP] =
+        "UPDATE steps SET status = 'SKIPPED' WHERE attempt_id = ?1 AND token IN"
+        " (SELECT token FROM steps WHERE attempt_id = ?2"
+        "  AND status IN ('COMPLETED', 'SKIPPED', 'MANUALLY_COMPLETED'))",
+    [SQL_RESUME_PENDING] =
+        "UPDATE steps SET pending = (SELECT count(*) FROM dependencies d"
+        " JOIN steps p ON p.id = d.depends_on"
+        " WHERE d.step_id = steps.id AND p.status <> 'SKIPPED')"
+        " WHERE attempt_id = ?1 AND status = 'WAITING'",
+    [SQL_RESUME_REMAINING] =
+        "UPDATE attempts SET remaining = (SELECT count(*) FROM steps"
+        " WHERE attempt_id = ?1 AND status <> 'SKIPPED') WHERE id = ?1 RETURNING remaining",
+    [SQL_RESUME_VANISHED] =
+        "SELECT token FROM steps WHERE attempt_id = ?2"
+        " AND token NOT IN (SELECT token FROM steps WHERE attempt_id = ?1) ORDER BY id",
+    [SQL_FIND_EXECUTION] =
+        "SELECT e.id FROM executions e JOIN applications a ON a.id = e.app_id"
+        " WHERE a.name = ?1 AND e.scope IS ?2 ORDER BY e.id DESC LIMIT 1",
+    [SQL_EXECUTION_STATE] =
+        "SELECT e.status, a.id, a.status FROM executions e"
+        " JOIN attempts a ON a.execution_id = e.id WHERE e.id = ?1 ORDER BY a.id DESC LIMIT 1",
+    [SQL_STEP_BY_TOKEN] =
+        "SELECT id, status, executor_id FROM steps WHERE attempt_id = ?1 AND token = ?2",
+    [SQL_STEP_SET_STATUS] = "UPDATE steps SET status = ?2 WHERE id = ?1",
+    [SQL_DEPENDENT_STEPS] = "SELECT step_id FROM dependencies WHERE depends_on = ?1",
+    [SQL_STEP_TOKEN_STATUS] = "SELECT token, status FROM steps WHERE id = ?1",
+    [SQL_EXECUTION_SET_STATUS] =
+        "UPDATE executions SET status = ?2, ended_at = ?3 WHERE id = ?1",
+    [SQL_ATTEMPT_SET_STATUS] = "UPDATE attempts SET status = ?2 WHERE id = ?1",
+    [SQL_ATTEMPT_RUNNING_COUNT] =
+        "SELECT count(*) FROM steps WHERE attempt_id = ?1 AND status = 'RUNNING'",
+    [SQL_ATTEMPT_CANCEL_RUNNING] =
+        "UPDATE steps SET cancel_requested = 1 WHERE attempt_id = ?1 AND status = 'RUNNING'",
+    [SQL_CANCELLED_STEPS] =
+        "SELECT id, try FROM steps"
+        " WHERE executor_id = ?1 AND status = 'RUNNING' AND cancel_requested = 1",
+    [SQL_LIST_EXECUTIONS] =
+        "SELECT e.id, ap.name, e.scope, e.status, e.created_at, e.ended_at,"
+        " (SELECT count(*) FROM attempts a WHERE a.execution_id = e.id),"
+        " (SELECT max(a.id) FROM attempts a WHERE a.execution_id = e.id),"
+        " (SELECT a.status FROM attempts a WHERE a.execution_id = e.id ORDER BY a.id DESC"
+        "  LIMIT 1)"
+        " FROM executions e JOIN applications ap ON ap.id = e.app_id"
+        " WHERE (?1 IS NULL OR ap.name = ?1) AND (?2 IS NULL OR e.status = ?2)"
+        " ORDER BY e.id DESC LIMIT ?3",
+    [SQL_LIST_ATTEMPTS] =
+        "SELECT id, status, step_count, created_at, ended_at FROM attempts"
+        " WHERE execution_id = ?1 ORDER BY id",
+    [SQL_LIST_EXECUTORS] =
+        "SELECT x.id, x.host, x.pid, x.apps, x.status, x.started_at, x.heartbeat_at,"
+        " x.stopped_at, (SELECT count(*) FROM steps s"
+        "  WHERE s.executor_id = x.id AND s.status = 'RUNNING')"
+        " FROM executors x ORDER BY x.id DESC",
+    [SQL_ATTEMPT_PROGRESS] =
+        "SELECT a.status, a.step_count,"
+        " (SELECT count(*) FROM steps s WHERE s.attempt_id = a.id"
+        "  AND s.status IN ('COMPLETED', 'SKIPPED', 'MANUALLY_COMPLETED')),"
+        " (SELECT count(*) FROM steps s WHERE s.attempt_id = a.id AND s.status = 'RUNNING'),"
+        " (SELECT count(*) FROM steps s WHERE s.attempt_id = a.id AND s.status = 'FAILED')"
+        " FROM attempts a WHERE a.id = ?1",
+    [SQL_STEP_EDGES] =
+        "SELECT d.depends_on, d.step_id FROM dependencies d"
+        " JOIN steps s ON s.id = d.step_id WHERE s.attempt_id = ?1",
 };
 
 char *sqlite_error(struct sqlite_store *store, const char *what)
@@ -214,6 +284,23 @@ void sqlite_rollback(struct sqlite_store *store)
         return;
     run_simple(store, SQL_ROLLBACK, &ignored);
     free(ignored);
+}
+
+int sqlite_query_int64(struct sqlite_store *store, enum sql_id id, int64_t *value, char **error)
+{
+    sqlite3_stmt *statement = store->statements[id];
+    int rc = sqlite3_step(statement);
+
+    if (rc == SQLITE_ROW) {
+        *value = sqlite3_column_int64(statement, 0);
+        sqlite3_reset(statement);
+        return 0;
+    }
+    sqlite3_reset(statement);
+    if (rc == SQLITE_DONE)
+        return 1;
+    *error = sqlite_error(store, "reading the store failed");
+    return -1;
 }
 
 char *sqlite_column_text_dup(sqlite3_stmt *statement, int column)
@@ -323,6 +410,17 @@ static const struct store_ops sqlite_ops = {
     .attempt_status = sqlite_attempt_status,
     .has_work = sqlite_has_work,
     .status = sqlite_status,
+    .find_execution = sqlite_find_execution,
+    .revert = sqlite_revert,
+    .complete = sqlite_complete,
+    .shutdown = sqlite_shutdown,
+    .cancel = sqlite_cancel,
+    .cancelled_steps = sqlite_cancelled_steps,
+    .list_executions = sqlite_list_executions,
+    .list_attempts = sqlite_list_attempts,
+    .list_executors = sqlite_list_executors,
+    .attempt_progress = sqlite_attempt_progress,
+    .step_edges = sqlite_step_edges,
 };
 
 struct store *store_sqlite_open(const char *path, char **error)

@@ -45,6 +45,28 @@ enum sql_id {
     SQL_LATEST_EXECUTION,
     SQL_EXECUTION_INFO,
     SQL_STATUS_STEPS,
+    SQL_LATEST_EXECUTION_OF,
+    SQL_LATEST_ATTEMPT_OF,
+    SQL_RESUME_SKIP,
+    SQL_RESUME_PENDING,
+    SQL_RESUME_REMAINING,
+    SQL_RESUME_VANISHED,
+    SQL_FIND_EXECUTION,
+    SQL_EXECUTION_STATE,
+    SQL_STEP_BY_TOKEN,
+    SQL_STEP_SET_STATUS,
+    SQL_DEPENDENT_STEPS,
+    SQL_STEP_TOKEN_STATUS,
+    SQL_EXECUTION_SET_STATUS,
+    SQL_ATTEMPT_SET_STATUS,
+    SQL_ATTEMPT_RUNNING_COUNT,
+    SQL_ATTEMPT_CANCEL_RUNNING,
+    SQL_CANCELLED_STEPS,
+    SQL_LIST_EXECUTIONS,
+    SQL_LIST_ATTEMPTS,
+    SQL_LIST_EXECUTORS,
+    SQL_ATTEMPT_PROGRESS,
+    SQL_STEP_EDGES,
     SQL_COUNT
 };
 
@@ -74,8 +96,39 @@ void sqlite_rollback(struct sqlite_store *store);
 char *sqlite_column_text_dup(sqlite3_stmt *statement, int column);
 
 /* Operations, one group per file. */
+/* Ends the attempt when nothing is left for it to do (see store.h's
+ * apply_updates), inside the open transaction. */
+int sqlite_settle_attempt(struct sqlite_store *store, int64_t attempt_id, int64_t now_ms,
+                          char **error);
+
+/* Steps a statement expected to return one row and reads column 0 as an
+ * integer. Returns 0, 1 when there was no row, or -1 with *error set. */
+int sqlite_query_int64(struct sqlite_store *store, enum sql_id id, int64_t *value, char **error);
+
 int sqlite_submit(struct store *store, const struct submit_request *request,
-                  int64_t *execution_id, int64_t *attempt_id, char **error);
+                  struct submit_outcome *outcome, char **error);
+int sqlite_find_execution(struct store *store, const char *app, const char *scope,
+                          int64_t *execution_id, char **error);
+int sqlite_revert(struct store *store, int64_t execution_id, const char *token, int downstream,
+                  struct change_report *report, char **error);
+int sqlite_complete(struct store *store, int64_t execution_id, const char *token,
+                    struct change_report *report, char **error);
+int sqlite_shutdown(struct store *store, int64_t execution_id, struct change_report *report,
+                    char **error);
+int sqlite_cancel(struct store *store, int64_t execution_id, struct change_report *report,
+                  char **error);
+int sqlite_cancelled_steps(struct store *store, int64_t executor_id,
+                           struct cancelled_step **steps, int *count, char **error);
+int sqlite_list_executions(struct store *store, const struct execution_filter *filter,
+                           struct execution_row **rows, int *count, char **error);
+int sqlite_list_attempts(struct store *store, int64_t execution_id, struct attempt_row **rows,
+                         int *count, char **error);
+int sqlite_list_executors(struct store *store, struct executor_row **rows, int *count,
+                          char **error);
+int sqlite_attempt_progress(struct store *store, int64_t attempt_id,
+                            struct attempt_progress *progress, char **error);
+int sqlite_step_edges(struct store *store, const struct status_report *report,
+                      struct step_edge **edges, int *count, char **error);
 int sqlite_executor_register(struct store *store, const char *host, int pid, const char *apps,
                              int64_t now_ms, int64_t *executor_id, char **error);
 int sqlite_executor_heartbeat(struct store *store, int64_t executor_id, int64_t now_ms,

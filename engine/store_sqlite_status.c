@@ -79,6 +79,7 @@ static int read_steps(struct sqlite_store *store, struct status_report *report, 
             .try_number = sqlite3_column_int(statement, 6),
             .started_at = sqlite3_column_int64(statement, 7),
             .ended_at = sqlite3_column_int64(statement, 8),
+            .step_id = sqlite3_column_int64(statement, 9),
         };
     }
     sqlite3_reset(statement);

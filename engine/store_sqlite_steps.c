@@ -237,8 +237,9 @@ static int record_message(struct sqlite_store *store, struct step_update *update
 }
 
 /* Ends an attempt that has nothing left to do: FINISHED when every step is
- * done, FAILED when a step failed and no step of it still runs. */
-static int settle_attempt(struct sqlite_store *store, int64_t attempt_id, int64_t now_ms,
+ * done, FAILED (after a failure or a cancel) or SHUTDOWN (after a shutdown
+ * request) when no step of it still runs. */
+int sqlite_settle_attempt(struct sqlite_store *store, int64_t attempt_id, int64_t now_ms,
                           char **error)
 {
     sqlite3_stmt *statement = sqlite_statement(store, SQL_ATTEMPT_STATE, error);
@@ -259,9 +260,11 @@ static int settle_attempt(struct sqlite_store *store, int64_t attempt_id, int64_
     execution_id = sqlite3_column_int64(statement, 2);
     sqlite3_reset(statement);
 
-    if (strcmp(status, "RUNNING") == 0 && remaining == 0) {
+    int pending_fail = strcmp(status, "FAIL_PENDING") == 0;
+    int pending_shutdown = strcmp(status, "SHUTDOWN_PENDING") == 0;
+    if ((strcmp(status, "RUNNING") == 0 || pending_shutdown) && remaining == 0) {
         ending = "FINISHED";
-    } else if (strcmp(status, "FAIL_PENDING") == 0) {
+    } else if (pending_fail || pending_shutdown) {
         statement = sqlite_statement(store, SQL_ATTEMPT_HAS_RUNNING, error);
         if (statement == NULL) {
             free(status);
@@ -269,7 +272,7 @@ static int settle_attempt(struct sqlite_store *store, int64_t attempt_id, int64_
         }
         sqlite3_bind_int64(statement, 1, attempt_id);
         if (sqlite3_step(statement) == SQLITE_ROW && sqlite3_column_int(statement, 0) == 0)
-            ending = "FAILED";
+            ending = pending_fail ? "FAILED" : "SHUTDOWN";
         sqlite3_reset(statement);
     }
     free(status);
@@ -316,7 +319,7 @@ int sqlite_apply_in_transaction(struct sqlite_store *store, struct step_update *
             rc = record_message(store, update, error);
     }
     for (int i = 0; i < touched.count && rc == 0; i++)
-        rc = settle_attempt(store, touched.ids[i], latest, error);
+        rc = sqlite_settle_attempt(store, touched.ids[i], latest, error);
     free(touched.ids);
     return rc;
 }

@@ -131,45 +131,144 @@ static int insert_steps(struct sqlite_store *store, const struct submit_request 
     return 0;
 }
 
+/* Finds the newest execution of (app, scope) that a submit should resume:
+ * sets *execution_id and *previous_attempt, or leaves them 0. */
+static int find_resumable(struct sqlite_store *store, int64_t app_id, const char *scope,
+                          int64_t *execution_id, int64_t *previous_attempt, char **error)
+{
+    sqlite3_stmt *statement = sqlite_statement(store, SQL_LATEST_EXECUTION_OF, error);
+    int rc;
+
+    *execution_id = 0;
+    *previous_attempt = 0;
+    if (statement == NULL)
+        return -1;
+    sqlite3_bind_int64(statement, 1, app_id);
+    if (scope)
+        sqlite3_bind_text(statement, 2, scope, -1, SQLITE_STATIC);
+    rc = sqlite3_step(statement);
+    if (rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(statement, 1),
+                                   "INCOMPLETE") == 0)
+        *execution_id = sqlite3_column_int64(statement, 0);
+    sqlite3_reset(statement);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        *error = sqlite_error(store, "looking for the previous execution failed");
+        return -1;
+    }
+    if (*execution_id == 0)
+        return 0;
+
+    statement = sqlite_statement(store, SQL_LATEST_ATTEMPT_OF, error);
+    if (statement == NULL)
+        return -1;
+    sqlite3_bind_int64(statement, 1, *execution_id);
+    return sqlite_query_int64(store, SQL_LATEST_ATTEMPT_OF, previous_attempt, error) < 0 ? -1 : 0;
+}
+
+static int bind_two_attempts(struct sqlite_store *store, enum sql_id id, int64_t attempt_id,
+                             int64_t previous_attempt, char **error)
+{
+    sqlite3_stmt *statement = sqlite_statement(store, id, error);
+
+    if (statement == NULL)
+        return -1;
+    sqlite3_bind_int64(statement, 1, attempt_id);
+    sqlite3_bind_int64(statement, 2, previous_attempt);
+    return 0;
+}
+
+/* Marks the steps that previous_attempt finished as SKIPPED in the new
+ * attempt, recounts readiness without them, and lists the tokens that the
+ * new DAG no longer has. */
+static int carry_over(struct sqlite_store *store, int64_t attempt_id, int64_t previous_attempt,
+                      struct submit_outcome *outcome, char **error)
+{
+    int64_t remaining = 0;
+    int rc;
+
+    if (bind_two_attempts(store, SQL_RESUME_SKIP, attempt_id, previous_attempt, error) != 0 ||
+        sqlite_run(store, SQL_RESUME_SKIP, error) != 0)
+        return -1;
+    outcome->skipped = sqlite3_changes(store->db);
+
+    if (bind_two_attempts(store, SQL_RESUME_PENDING, attempt_id, previous_attempt, error) != 0 ||
+        sqlite_run(store, SQL_RESUME_PENDING, error) != 0)
+        return -1;
+    if (bind_two_attempts(store, SQL_RESUME_REMAINING, attempt_id, previous_attempt, error) != 0 ||
+        sqlite_query_int64(store, SQL_RESUME_REMAINING, &remaining, error) != 0)
+        return -1;
+
+    if (bind_two_attempts(store, SQL_RESUME_VANISHED, attempt_id, previous_attempt, error) != 0)
+        return -1;
+    sqlite3_stmt *statement = store->statements[SQL_RESUME_VANISHED];
+    while ((rc = sqlite3_step(statement)) == SQLITE_ROW) {
+        outcome->vanished = realloc(outcome->vanished,
+                                    (size_t)(outcome->vanished_count + 1) * sizeof(char *));
+        outcome->vanished[outcome->vanished_count++] = sqlite_column_text_dup(statement, 0);
+    }
+    sqlite3_reset(statement);
+    if (rc != SQLITE_DONE) {
+        *error = sqlite_error(store, "comparing with the previous attempt failed");
+        return -1;
+    }
+    if (remaining == 0)
+        return sqlite_settle_attempt(store, attempt_id, clock_wall_ms(), error);
+    return 0;
+}
+
 int sqlite_submit(struct store *base, const struct submit_request *request,
-                  int64_t *execution_id, int64_t *attempt_id, char **error)
+                  struct submit_outcome *outcome, char **error)
 {
     struct sqlite_store *store = (struct sqlite_store *)base;
     const char *scope_key = request->scope ? request->scope : "";
     int64_t now = clock_wall_ms();
-    int64_t app_id;
+    int64_t app_id, previous_attempt = 0;
     int64_t *step_ids = calloc((size_t)request->step_count + 1, sizeof *step_ids);
     sqlite3_stmt *statement;
 
+    *outcome = (struct submit_outcome){ 0 };
     if (sqlite_begin(store, error) != 0)
         goto fail;
     if (application_id(store, request->app, &app_id, error) != 0)
         goto fail;
     if (check_no_live_attempt(store, request, app_id, scope_key, error) != 0)
         goto fail;
+    if (!request->new_execution &&
+        find_resumable(store, app_id, request->scope, &outcome->execution_id, &previous_attempt,
+                       error) != 0)
+        goto fail;
 
-    statement = sqlite_statement(store, SQL_EXECUTION_INSERT, error);
-    if (statement == NULL)
-        goto fail;
-    sqlite3_bind_int64(statement, 1, app_id);
-    if (request->scope)
-        sqlite3_bind_text(statement, 2, request->scope, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(statement, 3, now);
-    if (insert_returning_id(store, SQL_EXECUTION_INSERT, execution_id, error) != 0)
-        goto fail;
+    if (outcome->execution_id == 0) {
+        statement = sqlite_statement(store, SQL_EXECUTION_INSERT, error);
+        if (statement == NULL)
+            goto fail;
+        sqlite3_bind_int64(statement, 1, app_id);
+        if (request->scope)
+            sqlite3_bind_text(statement, 2, request->scope, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(statement, 3, now);
+        if (insert_returning_id(store, SQL_EXECUTION_INSERT, &outcome->execution_id, error) != 0)
+            goto fail;
+    }
 
     statement = sqlite_statement(store, SQL_ATTEMPT_INSERT, error);
     if (statement == NULL)
         goto fail;
-    sqlite3_bind_int64(statement, 1, *execution_id);
+    sqlite3_bind_int64(statement, 1, outcome->execution_id);
     sqlite3_bind_int64(statement, 2, app_id);
     sqlite3_bind_text(statement, 3, scope_key, -1, SQLITE_STATIC);
     sqlite3_bind_int(statement, 4, request->step_count);
     sqlite3_bind_int64(statement, 5, now);
-    if (insert_returning_id(store, SQL_ATTEMPT_INSERT, attempt_id, error) != 0)
+    if (insert_returning_id(store, SQL_ATTEMPT_INSERT, &outcome->attempt_id, error) != 0)
         goto fail;
 
-    if (insert_steps(store, request, app_id, *attempt_id, step_ids, error) != 0)
+    if (insert_steps(store, request, app_id, outcome->attempt_id, step_ids, error) != 0)
+        goto fail;
+    if (previous_attempt) {
+        outcome->resumed = 1;
+        if (carry_over(store, outcome->attempt_id, previous_attempt, outcome, error) != 0)
+            goto fail;
+    }
+    if (sqlite_attempt_status(base, outcome->attempt_id, &outcome->attempt_status, error) != 0)
         goto fail;
     if (sqlite_commit(store, error) != 0)
         goto fail;
@@ -178,6 +277,7 @@ int sqlite_submit(struct store *base, const struct submit_request *request,
 
 fail:
     sqlite_rollback(store);
+    store_free_outcome(outcome);
     free(step_ids);
     return -1;
 }
