@@ -22,8 +22,8 @@
     "  --heartbeat-ms MS          heartbeat interval (default 5000)\n"                     \
     "  --heartbeat-timeout-ms MS  declare an executor dead after this long without a\n"     \
     "                             heartbeat and fail its steps (default 30000)\n"           \
-    "  --kill-grace-ms MS         after SIGTERM to a cancelled step, wait this long\n"       \
-    "                             before SIGKILL (default 5000)\n"
+    "  --kill-grace-ms MS         after SIGTERM to a cancelled or timed-out step,\n"         \
+    "                             wait this long before SIGKILL (default 5000)\n"
 
 static const char executor_help[] =
     "Usage: bgwf executor --apps A,B [options]\n"
@@ -38,6 +38,8 @@ static const char executor_help[] =
     "                             (--poll-ms default 500)\n"
     "  --exit-when-idle           exit once no step of the applications is waiting or\n"
     "                             running in a running attempt\n"
+    "  --app-limit APP=N          at most N steps of APP run at once across all\n"
+    "                             executors that use this option; repeatable\n"
     CLI_COMMON_HELP
     "\n"
     "Exit status: 0 after a clean stop, 1 when running steps were killed or the\n"
@@ -69,6 +71,7 @@ enum {
     OPTION_CONTEXT,
     OPTION_NEW_EXECUTION,
     OPTION_KILL_GRACE_MS,
+    OPTION_APP_LIMIT,
 };
 
 static const struct option executor_options[] = {
@@ -82,6 +85,7 @@ static const struct option executor_options[] = {
     { "context", required_argument, NULL, OPTION_CONTEXT },
     { "new-execution", no_argument, NULL, OPTION_NEW_EXECUTION },
     { "kill-grace-ms", required_argument, NULL, OPTION_KILL_GRACE_MS },
+    { "app-limit", required_argument, NULL, OPTION_APP_LIMIT },
     CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
 };
@@ -94,6 +98,7 @@ struct parsed {
     const char *scope;
     const char *context;
     int new_execution;
+    struct app_limit *limits;
 };
 
 static int parse_number(const char *command, const char *name, const char *text, int64_t min,
@@ -105,6 +110,32 @@ static int parse_number(const char *command, const char *name, const char *text,
         return cli_usage_error(command, "invalid %s '%s': use a whole number from %lld to %lld",
                                name, text, (long long)min, (long long)max);
     *value = (int)parsed;
+    return CLI_CONTINUE;
+}
+
+/* Parses APP=N from --app-limit. */
+static int add_app_limit(const char *command, struct parsed *parsed, const char *text)
+{
+    const char *equals = strchr(text, '=');
+    int64_t limit;
+    char *app;
+
+    if (equals == NULL || cli_parse_int(equals + 1, 1, 1000000, &limit) != 0)
+        return cli_usage_error(command, "invalid --app-limit '%s': use APP=N with N >= 1, for "
+                               "example --app-limit reports=4", text);
+    app = strbuf_printf("%.*s", (int)(equals - text), text);
+    if (!names_is_valid(app)) {
+        char *message = names_invalid_message("application", app);
+        int rc = cli_usage_error(command, "%s", message);
+        free(message);
+        free(app);
+        return rc;
+    }
+    struct executor_config *config = &parsed->config;
+    parsed->limits = realloc(parsed->limits,
+                             (size_t)(config->app_limit_count + 1) * sizeof *parsed->limits);
+    parsed->limits[config->app_limit_count++] = (struct app_limit){ app, (int)limit };
+    config->app_limits = parsed->limits;
     return CLI_CONTINUE;
 }
 
@@ -182,6 +213,9 @@ static int parse(const char *command, int argc, char **argv, struct parsed *pars
             parsed->new_execution = 1;
             rc = is_run ? CLI_CONTINUE : -1;
             break;
+        case OPTION_APP_LIMIT:
+            rc = is_run ? -1 : add_app_limit(command, parsed, optarg);
+            break;
         case OPTION_KILL_GRACE_MS:
             rc = parse_number(command, "--kill-grace-ms", optarg, 0, 3600000,
                               &config->kill_grace_ms);
@@ -215,6 +249,9 @@ static void parsed_init(struct parsed *parsed, int poll_ms)
 
 static void parsed_free(struct parsed *parsed)
 {
+    for (int i = 0; i < parsed->config.app_limit_count; i++)
+        free((char *)parsed->limits[i].app);
+    free(parsed->limits);
     free(parsed->apps_copy);
     free(parsed->apps);
 }

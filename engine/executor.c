@@ -43,6 +43,7 @@ struct executor {
     int update_capacity;
     int stop_signals;
     int killed_steps;
+    int store_failing;             /* 1 while queued updates cannot be written */
 };
 
 static void on_signal(int number)
@@ -112,14 +113,25 @@ static void flush_updates(struct executor *executor)
     for (int i = 0; i < count; i++)
         batch[i] = executor->updates[i].update;
     if (executor->store->ops->apply_updates(executor->store, batch, count, &error) != 0) {
-        log_error("executor=%lld recording %d step updates failed, will retry: %s",
-                  (long long)executor->id, count, error);
+        if (!executor->store_failing)
+            log_error("executor=%lld recording %d step updates failed; no new step starts "
+                      "until they are written, retrying: %s", (long long)executor->id, count,
+                      error);
+        executor->store_failing = 1;
         free(error);
         free(batch);
         return;
     }
+    if (executor->store_failing)
+        log_info("executor=%lld the store accepts writes again; recorded %d queued updates",
+                 (long long)executor->id, count);
+    executor->store_failing = 0;
     for (int i = 0; i < count; i++) {
         struct pending_update *pending = &executor->updates[i];
+        if (batch[i].retried)
+            log_info("executor=%lld step=%s step_id=%lld try=%d failed; it will be retried "
+                     "after its backoff", (long long)executor->id, pending->token,
+                     (long long)batch[i].step_id, batch[i].try_number);
         if (batch[i].lost && batch[i].kind != UPDATE_MESSAGE)
             log_warn("executor=%lld step=%s step_id=%lld try=%d lost the step: it was failed "
                      "or claimed again meanwhile, so this result was not recorded",
@@ -131,6 +143,21 @@ static void flush_updates(struct executor *executor)
     }
     executor->update_count = 0;
     free(batch);
+}
+
+/* Names every result the executor could not write before it had to exit. */
+static void report_unrecorded(struct executor *executor)
+{
+    for (int i = 0; i < executor->update_count; i++) {
+        const struct step_update *update = &executor->updates[i].update;
+        if (update->kind == UPDATE_MESSAGE)
+            continue;
+        log_error("executor=%lld exiting without recording a result: step=%s step_id=%lld "
+                  "try=%d %s%s%s", (long long)executor->id, executor->updates[i].token,
+                  (long long)update->step_id, update->try_number,
+                  update->kind == UPDATE_COMPLETED ? "COMPLETED" : "FAILED",
+                  update->error ? ": " : "", update->error ? update->error : "");
+    }
 }
 
 static struct step_run *free_slot(struct executor *executor)
@@ -150,79 +177,152 @@ static void fail_without_running(struct executor *executor, struct step_run *run
     queue_update(executor, UPDATE_FAILED, run, NULL, error);
 }
 
+static int app_limit(const struct executor *executor, const char *app)
+{
+    const struct executor_config *config = executor->config;
+
+    for (int i = 0; i < config->app_limit_count; i++)
+        if (strcmp(config->app_limits[i].app, app) == 0)
+            return config->app_limits[i].limit;
+    return 0;
+}
+
 static int claim(struct executor *executor, struct step_run *run)
 {
     char *error = NULL;
 
     if (executor->store->ops->claim(executor->store, run->step.step_id, executor->id,
-                                    clock_wall_ms(), &run->try_number, &error) != 0) {
+                                    clock_wall_ms(), app_limit(executor, run->step.app),
+                                    &run->try_number, &error) != 0) {
         log_error("executor=%lld step=%s claim failed: %s", (long long)executor->id,
                   run->step.token, error);
         free(error);
         return 0;
     }
     if (run->try_number == 0)
-        log_debug("executor=%lld step=%s was claimed by another executor first",
+        log_debug("executor=%lld step=%s not claimed: another executor was first, the attempt "
+                  "stopped, or the application limit was reached",
                   (long long)executor->id, run->step.token);
     return run->try_number > 0;
 }
 
-/* Checks the precondition of a due step, then claims and starts it. Takes
- * ownership of the strings in due. */
+static void release_slot(struct step_run *run)
+{
+    runner_release(run);
+    memset(run, 0, sizeof *run);
+}
+
+/* Forks the child for run->kind in run's slot. Returns 0, or -1 after
+ * queueing a failure (for an execute) and releasing the slot. */
+static int spawn(struct executor *executor, struct step_run *run)
+{
+    char *error = NULL;
+
+    if (runner_spawn(executor->L, run, &error) != 0) {
+        char *reason = strbuf_printf("starting the step process failed: %s", error);
+        if (run->kind == RUN_EXECUTE)
+            fail_without_running(executor, run, reason);
+        else
+            log_error("executor=%lld step=%s checking its precondition failed: %s",
+                      (long long)executor->id, run->step.token, reason);
+        free(reason);
+        free(error);
+        release_slot(run);
+        return -1;
+    }
+    executor->running++;
+    if (run->kind == RUN_EXECUTE) {
+        log_info("executor=%lld app=%s execution=%lld attempt=%lld step=%s try=%d started "
+                 "pid=%d", (long long)executor->id, run->step.app,
+                 (long long)run->step.execution_id, (long long)run->step.attempt_id,
+                 run->step.token, run->try_number, (int)run->pid);
+        if (run->step.timeout_ms > 0)
+            run->timeout_mono = run->started_mono + run->step.timeout_ms;
+    } else {
+        run->timeout_mono = run->started_mono + executor->config->precondition_timeout_ms;
+    }
+    return 0;
+}
+
+/* Claims the step in run and starts its execute child. */
+static void claim_and_execute(struct executor *executor, struct step_run *run)
+{
+    if (!claim(executor, run)) {
+        release_slot(run);
+        return;
+    }
+    run->executor_id = executor->id;
+    run->kind = RUN_EXECUTE;
+    spawn(executor, run);
+}
+
+/* Starts a due step: its precondition first, in a child of its own, when
+ * the action has one. Takes ownership of the strings in due. */
 static void start_step(struct executor *executor, struct due_step *due)
 {
     struct store *store = executor->store;
     struct step_run *run = free_slot(executor);
-    char *context = NULL, *error = NULL;
-    int ready = 0;
+    char *error = NULL;
+    int has_precondition;
 
     memset(run, 0, sizeof *run);
     run->step = *due;
     memset(due, 0, sizeof *due);
     run->report_fd = -1;
 
-    if (store->ops->load_context(store, run->step.step_id, &context, &error) != 0) {
+    if (store->ops->load_context(store, run->step.step_id, &run->context, &error) != 0) {
         log_error("executor=%lld step=%s loading its context failed: %s",
                   (long long)executor->id, run->step.token, error);
-        goto release;
+        free(error);
+        release_slot(run);
+        return;
     }
-    if (luahost_precondition(executor->L, run->step.action, context,
-                             executor->config->precondition_timeout_ms, &ready, &error) != 0) {
+    has_precondition = luahost_has_precondition(executor->L, run->step.action, &error);
+    if (has_precondition < 0) {
         if (claim(executor, run))
             fail_without_running(executor, run, error);
-        goto release;
+        free(error);
+        release_slot(run);
+        return;
     }
-    if (!ready) {
-        int64_t next = clock_wall_ms() + run->step.cooldown_ms;
-        log_debug("executor=%lld step=%s precondition not met; next check in %lld ms",
-                  (long long)executor->id, run->step.token, (long long)run->step.cooldown_ms);
-        if (store->ops->defer(store, run->step.step_id, next, &error) != 0) {
-            log_error("executor=%lld step=%s deferring its next check failed: %s",
-                      (long long)executor->id, run->step.token, error);
-        }
-        goto release;
+    if (!has_precondition) {
+        claim_and_execute(executor, run);
+        return;
     }
-    if (!claim(executor, run))
-        goto release;
-    run->executor_id = executor->id;
-    if (runner_spawn(executor->L, run, context, &error) != 0) {
-        char *reason = strbuf_printf("starting the step process failed: %s", error);
-        fail_without_running(executor, run, reason);
-        free(reason);
-        goto release;
-    }
-    executor->running++;
-    log_info("executor=%lld app=%s execution=%lld attempt=%lld step=%s try=%d started pid=%d",
-             (long long)executor->id, run->step.app, (long long)run->step.execution_id,
-             (long long)run->step.attempt_id, run->step.token, run->try_number, (int)run->pid);
-    free(context);
-    return;
+    run->kind = RUN_CHECK;
+    spawn(executor, run);
+}
 
-release:
-    free(error);
-    free(context);
-    runner_release(run);
-    memset(run, 0, sizeof *run);
+/* Acts on a finished precondition check: start the step, check again after
+ * the cooldown, or fail the step when the check itself failed. */
+static void finish_check(struct executor *executor, struct step_run *run, char *failure)
+{
+    char *error = NULL;
+
+    if (failure != NULL) {
+        char *reason = strncmp(failure, "precondition", 12) == 0
+                           ? strbuf_dup(failure)
+                           : strbuf_printf("precondition failed: %s", failure);
+        if (claim(executor, run))
+            fail_without_running(executor, run, reason);
+        free(reason);
+        release_slot(run);
+        return;
+    }
+    if (run->outcome == OUTCOME_READY) {
+        runner_reset(run, RUN_EXECUTE);
+        claim_and_execute(executor, run);
+        return;
+    }
+    log_debug("executor=%lld step=%s precondition not met; next check in %lld ms",
+              (long long)executor->id, run->step.token, (long long)run->step.cooldown_ms);
+    if (executor->store->ops->defer(executor->store, run->step.step_id,
+                                    clock_wall_ms() + run->step.cooldown_ms, &error) != 0) {
+        log_error("executor=%lld step=%s deferring its next check failed: %s",
+                  (long long)executor->id, run->step.token, error);
+        free(error);
+    }
+    release_slot(run);
 }
 
 static struct step_run *find_run(struct executor *executor, pid_t pid)
@@ -238,6 +338,12 @@ static void finish_run(struct executor *executor, struct step_run *run)
     char *failure = runner_finish(run);
     int64_t elapsed = clock_mono_ms() - run->started_mono;
 
+    executor->running--;
+    if (run->kind == RUN_CHECK) {
+        finish_check(executor, run, failure);
+        free(failure);
+        return;
+    }
     if (failure == NULL) {
         log_info("executor=%lld app=%s execution=%lld step=%s try=%d COMPLETED in %lld ms",
                  (long long)executor->id, run->step.app, (long long)run->step.execution_id,
@@ -250,9 +356,7 @@ static void finish_run(struct executor *executor, struct step_run *run)
         queue_update(executor, UPDATE_FAILED, run, run->message, failure);
     }
     free(failure);
-    runner_release(run);
-    memset(run, 0, sizeof *run);
-    executor->running--;
+    release_slot(run);
 }
 
 /* Reaps every child that ended. Its process group is killed before the
@@ -336,13 +440,31 @@ static void check_cancellations(struct executor *executor)
     free(cancelled);
 }
 
+/* Stops children that ran past their time limit, and sends SIGKILL to
+ * those that outlived their grace period after SIGTERM. */
 static void enforce_deadlines(struct executor *executor)
 {
     int64_t now = clock_mono_ms();
 
-    for (int i = 0; i < executor->config->max_concurrent; i++)
-        if (executor->runs[i].pid != 0)
-            runner_enforce_deadline(&executor->runs[i], now);
+    for (int i = 0; i < executor->config->max_concurrent; i++) {
+        struct step_run *run = &executor->runs[i];
+        if (run->pid == 0)
+            continue;
+        if (run->timeout_mono != 0 && now >= run->timeout_mono && run->kill_reason == NULL) {
+            int64_t limit = run->kind == RUN_CHECK ? executor->config->precondition_timeout_ms
+                                                   : run->step.timeout_ms;
+            char *reason = strbuf_printf("%s timed out after %.3g s",
+                                         run->kind == RUN_CHECK ? "precondition" : "step",
+                                         (double)limit / 1000.0);
+            log_warn("executor=%lld app=%s execution=%lld step=%s %s: sending SIGTERM, SIGKILL "
+                     "in %d ms", (long long)executor->id, run->step.app,
+                     (long long)run->step.execution_id, run->step.token, reason,
+                     executor->config->kill_grace_ms);
+            runner_terminate(run, reason, executor->config->kill_grace_ms);
+            free(reason);
+        }
+        runner_enforce_deadline(run, now);
+    }
 }
 
 static void handle_signals(struct executor *executor)
@@ -553,9 +675,9 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
         if (config->only_attempt && attempt_ended(&executor, &finished))
             attempt_done = 1;
         if ((executor.stop_signals > 0 || attempt_done) && executor.running == 0 &&
-            executor.update_count == 0)
+            (executor.update_count == 0 || executor.stop_signals >= 2))
             break;
-        if (executor.stop_signals == 0 && !attempt_done)
+        if (executor.stop_signals == 0 && !attempt_done && !executor.store_failing)
             more = fill_slots(&executor);
         if (config->exit_when_idle && executor.stop_signals == 0 && executor.running == 0 &&
             executor.update_count == 0 && !more && !has_work(&executor)) {
@@ -573,6 +695,7 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
         wait_for_events(&executor, timeout);
     }
 
+    report_unrecorded(&executor);
     if (store->ops->executor_stop(store, executor.id, clock_wall_ms(), &error) != 0) {
         log_error("executor=%lld marking itself STOPPED failed: %s", (long long)executor.id,
                   error);

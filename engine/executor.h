@@ -9,6 +9,12 @@
 
 #include "store.h"
 
+/* At most limit steps of app run at once, across all executors. */
+struct app_limit {
+    const char *app;
+    int limit;
+};
+
 struct executor_config {
     const char *const *apps;       /* applications this executor runs */
     int app_count;
@@ -18,7 +24,9 @@ struct executor_config {
     int heartbeat_ms;
     int heartbeat_timeout_ms;      /* after this, a silent executor is dead */
     int64_t precondition_timeout_ms;
-    int kill_grace_ms;             /* SIGTERM to SIGKILL delay for cancelled steps */
+    int kill_grace_ms;             /* SIGTERM to SIGKILL delay for cancelled or timed-out steps */
+    const struct app_limit *app_limits;
+    int app_limit_count;
     int exit_when_idle;            /* exit once no step of the apps can run */
     int64_t only_attempt;          /* run only this attempt and exit when it ends; 0: any */
 };

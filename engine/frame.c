@@ -89,8 +89,7 @@ int frame_next(struct frame_reader *reader, char *type, const char **payload, si
         goto compact;
     size = (uint32_t)start[1] | (uint32_t)start[2] << 8 | (uint32_t)start[3] << 16 |
            (uint32_t)start[4] << 24;
-    if (size > FRAME_MAX_PAYLOAD || (start[0] != FRAME_STATUS && start[0] != FRAME_LOG &&
-                                     start[0] != FRAME_SUCCESS && start[0] != FRAME_FAILURE))
+    if (size > FRAME_MAX_PAYLOAD || strchr("SLDEYN", start[0]) == NULL || start[0] == '\0')
         return -1;
     if (available < 5 + (size_t)size)
         goto compact;

@@ -12,7 +12,9 @@ enum frame_type {
     FRAME_STATUS = 'S',    /* payload: the new status message */
     FRAME_LOG = 'L',       /* payload: one log line */
     FRAME_SUCCESS = 'D',   /* execute returned; no payload */
-    FRAME_FAILURE = 'E',   /* execute raised; payload: message and traceback */
+    FRAME_FAILURE = 'E',   /* execute or precondition raised; payload: message and traceback */
+    FRAME_READY = 'Y',     /* the precondition returned true; no payload */
+    FRAME_NOT_READY = 'N', /* the precondition returned false; no payload */
 };
 
 /* Payloads longer than this are cut (with a marker) by frame_write. */

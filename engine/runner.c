@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,8 +43,17 @@ static void close_inherited_descriptors(int report_fd)
     close_range(CHILD_REPORT_FD + 1, ~0U, 0);
 }
 
-static void run_child(lua_State *L, struct step_run *run, const char *context_json,
-                      int report_fd, pid_t executor_pid)
+/* Limits the child's address space, so that a memory blow-up fails the
+ * step with Lua's "not enough memory" instead of hurting the machine. */
+static void limit_memory(int64_t max_memory)
+{
+    struct rlimit limit = { (rlim_t)max_memory, (rlim_t)max_memory };
+
+    if (max_memory > 0)
+        setrlimit(RLIMIT_AS, &limit);
+}
+
+static void run_child(lua_State *L, struct step_run *run, int report_fd, pid_t executor_pid)
 {
     struct step_info info = {
         .token = run->step.token,
@@ -65,14 +75,18 @@ static void run_child(lua_State *L, struct step_run *run, const char *context_js
         _exit(1);
     reset_child_signals();
     close_inherited_descriptors(report_fd);
-    log_set_role("step");
-    rc = luahost_execute(L, &info, context_json, CHILD_REPORT_FD);
+    limit_memory(run->step.max_memory);
+    log_set_role(run->kind == RUN_CHECK ? "precondition" : "step");
+    if (run->kind == RUN_CHECK)
+        rc = luahost_check(L, run->step.action, run->context, CHILD_REPORT_FD);
+    else
+        rc = luahost_execute(L, &info, run->context, CHILD_REPORT_FD);
     fflush(stdout);
     fflush(stderr);
     _exit(rc == 0 ? 0 : 1);
 }
 
-int runner_spawn(lua_State *L, struct step_run *run, const char *context_json, char **error)
+int runner_spawn(lua_State *L, struct step_run *run, char **error)
 {
     int pipe_fds[2];
     pid_t pid;
@@ -95,7 +109,7 @@ int runner_spawn(lua_State *L, struct step_run *run, const char *context_json, c
     }
     if (pid == 0) {
         close(pipe_fds[0]);
-        run_child(L, run, context_json, pipe_fds[1], executor_pid);
+        run_child(L, run, pipe_fds[1], executor_pid);
     }
 
     /* Both sides set the group so that a kill right after fork reaches it. */
@@ -135,6 +149,12 @@ static void handle_frame(struct step_run *run, char type, const char *payload, s
         set_text(&run->failure, payload, length);
         run->outcome = OUTCOME_FAILURE;
         break;
+    case FRAME_READY:
+        run->outcome = OUTCOME_READY;
+        break;
+    case FRAME_NOT_READY:
+        run->outcome = OUTCOME_NOT_READY;
+        break;
     }
 }
 
@@ -166,20 +186,34 @@ int runner_read(struct step_run *run)
 static char *describe_exit(const struct step_run *run)
 {
     int status = run->wait_status;
+    const char *process = run->kind == RUN_CHECK ? "precondition process" : "step process";
+    const char *function = run->kind == RUN_CHECK ? "the precondition" : "execute";
 
     if (run->kill_reason)
         return strbuf_dup(run->kill_reason);
     if (WIFSIGNALED(status)) {
         int number = WTERMSIG(status);
         const char *name = sigabbrev_np(number);
-        return strbuf_printf("step process was killed by signal SIG%s (%s)%s",
-                             name ? name : "?", strsignal(number),
-                             WCOREDUMP(status) ? ", core dumped" : "");
+        return strbuf_printf("%s was killed by signal SIG%s (%s)%s", process, name ? name : "?",
+                             strsignal(number), WCOREDUMP(status) ? ", core dumped" : "");
     }
     if (WIFEXITED(status))
-        return strbuf_printf("step process ended with exit status %d before execute returned "
-                             "(os.exit or a crash in native code?)", WEXITSTATUS(status));
-    return strbuf_printf("step process ended with wait status 0x%x", status);
+        return strbuf_printf("%s ended with exit status %d before %s returned (os.exit or a "
+                             "crash in native code?)", process, WEXITSTATUS(status), function);
+    return strbuf_printf("%s ended with wait status 0x%x", process, status);
+}
+
+/* Adds the memory limit to Lua's out-of-memory message, which names none. */
+static char *explain_memory(const struct step_run *run, char *failure)
+{
+    char *explained;
+
+    if (failure == NULL || run->step.max_memory <= 0 || strstr(failure, "not enough memory") == NULL)
+        return failure;
+    explained = strbuf_printf("%s (the step's max_memory of %lld bytes was reached)", failure,
+                              (long long)run->step.max_memory);
+    free(failure);
+    return explained;
 }
 
 char *runner_finish(struct step_run *run)
@@ -196,9 +230,12 @@ char *runner_finish(struct step_run *run)
     if (run->kill_reason)
         return strbuf_dup(run->kill_reason);
     if (run->outcome == OUTCOME_FAILURE)
-        return strbuf_dup(run->failure);
-    if (run->outcome == OUTCOME_SUCCESS && WIFEXITED(run->wait_status) &&
-        WEXITSTATUS(run->wait_status) == 0)
+        return explain_memory(run, strbuf_dup(run->failure));
+    if (run->kind == RUN_CHECK &&
+        (run->outcome == OUTCOME_READY || run->outcome == OUTCOME_NOT_READY))
+        return NULL;
+    if (run->kind == RUN_EXECUTE && run->outcome == OUTCOME_SUCCESS &&
+        WIFEXITED(run->wait_status) && WEXITSTATUS(run->wait_status) == 0)
         return NULL;
     if (run->outcome == OUTCOME_SUCCESS) {
         char *how = describe_exit(run);
@@ -235,8 +272,27 @@ void runner_enforce_deadline(struct step_run *run, int64_t now_mono)
     }
 }
 
+void runner_reset(struct step_run *run, enum run_kind kind)
+{
+    if (run->report_fd >= 0)
+        close(run->report_fd);
+    run->report_fd = -1;
+    frame_reader_free(&run->reader);
+    free(run->failure);
+    free(run->kill_reason);
+    run->failure = NULL;
+    run->kill_reason = NULL;
+    run->kill_deadline_mono = 0;
+    run->outcome = OUTCOME_NONE;
+    run->exited = 0;
+    run->wait_status = 0;
+    run->pid = 0;
+    run->kind = kind;
+}
+
 void runner_release(struct step_run *run)
 {
+    free(run->context);
     if (run->report_fd >= 0)
         close(run->report_fd);
     frame_reader_free(&run->reader);

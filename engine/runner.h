@@ -13,12 +13,21 @@
 enum run_outcome {
     OUTCOME_NONE,          /* no result frame yet */
     OUTCOME_SUCCESS,       /* execute returned */
-    OUTCOME_FAILURE,       /* execute raised; failure holds the message */
+    OUTCOME_FAILURE,       /* execute or the precondition raised; failure holds the message */
+    OUTCOME_READY,         /* the precondition returned true */
+    OUTCOME_NOT_READY,     /* the precondition returned false */
+};
+
+enum run_kind {
+    RUN_CHECK,             /* the child runs the action's precondition */
+    RUN_EXECUTE,           /* the child runs execute(step, ctx) */
 };
 
 /* One step running in a child process, owned by the executor. */
 struct step_run {
     struct due_step step;  /* owned; freed by runner_release */
+    enum run_kind kind;
+    char *context;         /* the step's context JSON; owned */
     int64_t executor_id;
     int try_number;
     pid_t pid;             /* also the child's process group id */
@@ -32,22 +41,30 @@ struct step_run {
     int wait_status;
     char *kill_reason;     /* set when the executor stopped the child on purpose */
     int64_t kill_deadline_mono; /* after runner_terminate: when SIGKILL follows; 0: none */
+    int64_t timeout_mono;  /* when the child's time is up; 0: no limit */
     int64_t started_mono;
 };
 
-/* Forks a child that runs the step's action with context_json and reports
- * over a pipe. In the child, every descriptor above 2 except the pipe is
- * closed, so it never uses the executor's store connection. Returns 0 with
- * run->pid and run->report_fd set, or -1 with *error set. */
-int runner_spawn(lua_State *L, struct step_run *run, const char *context_json, char **error);
+/* Forks a child that runs the precondition or execute (run->kind) of the
+ * step's action with run->context and reports over a pipe. In the child,
+ * every descriptor above 2 except the pipe is closed, so it never uses the
+ * executor's store connection, and with run->step.max_memory its address
+ * space is limited. Returns 0 with run->pid and run->report_fd set, or -1
+ * with *error set. */
+int runner_spawn(lua_State *L, struct step_run *run, char **error);
 
 /* Reads and handles whatever frames the child has sent. Returns 1 when the
  * pipe reached end of file or failed (the descriptor is then closed), else 0. */
 int runner_read(struct step_run *run);
 
 /* Called once the child was reaped: drains the pipe, and returns the
- * malloc'd failure text, or NULL when the step completed. */
+ * malloc'd failure text, or NULL when the step completed (RUN_EXECUTE) or
+ * the precondition answered (RUN_CHECK; run->outcome tells how). */
 char *runner_finish(struct step_run *run);
+
+/* Empties run for its next child (after a check, the execute): keeps the
+ * step, context and try, and closes what the last child left. */
+void runner_reset(struct step_run *run, enum run_kind kind);
 
 /* Kills the child's whole process group with SIGKILL and records why. */
 void runner_kill(struct step_run *run, const char *reason);

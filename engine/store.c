@@ -96,3 +96,12 @@ void store_free_executors(struct executor_row *rows, int count)
     }
     free(rows);
 }
+
+void store_free_tries(struct step_try *tries, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(tries[i].status);
+        free(tries[i].error);
+    }
+    free(tries);
+}

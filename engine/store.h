@@ -11,12 +11,23 @@
 
 struct store;
 
+/* What happens when a step runs too long, uses too much memory or fails. */
+struct step_policy {
+    int retries;                /* extra tries after a failure */
+    int64_t backoff_initial_ms; /* wait before the first retry */
+    double backoff_factor;      /* each later wait is this much longer */
+    int64_t backoff_max_ms;     /* no wait is longer than this */
+    int64_t timeout_ms;         /* 0: no limit */
+    int64_t max_memory;         /* bytes of address space; 0: no limit */
+};
+
 /* One step of a workflow being submitted. deps index into the same array. */
 struct submit_step {
     const char *token;
     const char *action;
     const char *context;   /* JSON text */
     int64_t cooldown_ms;
+    struct step_policy policy;
     int dep_count;
     int *deps;
 };
@@ -129,6 +140,8 @@ struct due_step {
     int64_t attempt_id;
     int64_t execution_id;
     int64_t cooldown_ms;
+    int64_t timeout_ms;    /* 0: no limit */
+    int64_t max_memory;    /* 0: no limit */
     char *token;
     char *action;
     char *app;
@@ -152,6 +165,17 @@ struct step_update {
     const char *message;   /* status message, or NULL to keep the current one */
     const char *error;     /* failure text for UPDATE_FAILED */
     int lost;              /* out */
+    int retried;           /* out: the failure left tries, so the step waits again */
+};
+
+/* One finished try of a step, for bgwf show --step. */
+struct step_try {
+    int try_number;
+    int64_t executor_id;
+    int64_t started_at;
+    int64_t ended_at;
+    char *status;          /* COMPLETED or FAILED */
+    char *error;
 };
 
 /* An executor that stopped heartbeating and whose steps were failed. */
@@ -237,10 +261,17 @@ struct store_ops {
     int (*defer)(struct store *store, int64_t step_id, int64_t next_check_ms, char **error);
 
     /* Claims a WAITING step of a RUNNING attempt for executor_id in one
-     * conditional write. Sets *try_number to the new try (>= 1), or to 0
-     * when another executor claimed it first or the attempt stopped. */
+     * conditional write; with app_limit > 0, only while fewer than
+     * app_limit steps of its application run. Sets *try_number to the new
+     * try (>= 1), or to 0 when another executor claimed it first, the
+     * attempt stopped or the limit was reached. */
     int (*claim)(struct store *store, int64_t step_id, int64_t executor_id, int64_t now_ms,
-                 int *try_number, char **error);
+                 int app_limit, int *try_number, char **error);
+
+    /* Returns the finished tries of a step, oldest first (free with
+     * store_free_tries). */
+    int (*step_tries)(struct store *store, int64_t step_id, struct step_try **tries,
+                      int *count, char **error);
 
     /* Applies count updates in one transaction, counting down the
      * dependents of completed steps and moving attempts on: FAIL_PENDING
@@ -313,6 +344,7 @@ void store_free_due(struct due_step *steps, int count);
 void store_free_dead(struct dead_executor *dead, int count);
 void store_free_status(struct status_report *report);
 void store_free_outcome(struct submit_outcome *outcome);
+void store_free_tries(struct step_try *tries, int count);
 void store_free_changes(struct change_report *report);
 void store_free_executions(struct execution_row *rows, int count);
 void store_free_attempts(struct attempt_row *rows, int count);

@@ -38,6 +38,9 @@ static const char schema_sql[] =
     "  next_check INTEGER NOT NULL DEFAULT 0, executor_id INTEGER,"
     "  try INTEGER NOT NULL DEFAULT 0, started_at INTEGER, ended_at INTEGER,"
     "  status_message TEXT, error TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    "  retries INTEGER NOT NULL DEFAULT 0, backoff_initial_ms INTEGER NOT NULL DEFAULT 0,"
+    "  backoff_factor REAL NOT NULL DEFAULT 1, backoff_max_ms INTEGER NOT NULL DEFAULT 0,"
+    "  timeout_ms INTEGER NOT NULL DEFAULT 0, max_memory INTEGER NOT NULL DEFAULT 0,"
     /* The context stays last so that reads of the other columns skip its
      * overflow pages. */
     "  context TEXT NOT NULL,"
@@ -45,6 +48,11 @@ static const char schema_sql[] =
     "CREATE INDEX steps_due ON steps(app_id, next_check)"
     "  WHERE status = 'WAITING' AND pending = 0 AND active = 1;"
     "CREATE INDEX steps_running ON steps(executor_id) WHERE status = 'RUNNING';"
+    "CREATE INDEX steps_running_by_app ON steps(app_id) WHERE status = 'RUNNING';"
+    "CREATE TABLE step_tries("
+    "  step_id INTEGER NOT NULL, try INTEGER NOT NULL, executor_id INTEGER,"
+    "  started_at INTEGER, ended_at INTEGER, status TEXT NOT NULL, error TEXT,"
+    "  PRIMARY KEY(step_id, try)) WITHOUT ROWID;"
     "CREATE INDEX steps_live ON steps(app_id)"
     "  WHERE active = 1 AND status IN ('WAITING', 'RUNNING');"
     "CREATE TABLE dependencies("
@@ -72,8 +80,9 @@ static const char *const statement_sql[SQL_COUNT] = {
         "INSERT INTO attempts(execution_id, app_id, scope_key, status, step_count, remaining,"
         " created_at) VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?4, ?5)",
     [SQL_STEP_INSERT] =
-        "INSERT INTO steps(attempt_id, app_id, token, action, pending, cooldown_ms, context)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO steps(attempt_id, app_id, token, action, pending, cooldown_ms, context,"
+        " retries, backoff_initial_ms, backoff_factor, backoff_max_ms, timeout_ms, max_memory)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [SQL_DEPENDENCY_INSERT] =
         "INSERT INTO dependencies(depends_on, step_id) VALUES (?1, ?2)",
     [SQL_EXECUTOR_INSERT] =
@@ -95,7 +104,8 @@ static const char *const statement_sql[SQL_COUNT] = {
     [SQL_EXECUTOR_RUNNING_STEPS] =
         "SELECT id, try FROM steps WHERE executor_id = ?1 AND status = 'RUNNING'",
     [SQL_FIND_DUE] =
-        "SELECT s.id, s.attempt_id, a.execution_id, s.cooldown_ms, s.token, s.action, e.scope"
+        "SELECT s.id, s.attempt_id, a.execution_id, s.cooldown_ms, s.token, s.action, e.scope,"
+        " s.timeout_ms, s.max_memory"
         " FROM steps s JOIN attempts a ON a.id = s.attempt_id"
         " JOIN executions e ON e.id = a.execution_id"
         " WHERE s.app_id = (SELECT id FROM applications WHERE name = ?1)"
@@ -119,7 +129,23 @@ static const char *const statement_sql[SQL_COUNT] = {
         "UPDATE steps SET status = 'FAILED', ended_at = ?4,"
         " status_message = coalesce(?5, status_message), error = ?6"
         " WHERE id = ?1 AND status = 'RUNNING' AND executor_id = ?2 AND try = ?3"
-        " RETURNING attempt_id",
+        " RETURNING attempt_id, retries, backoff_initial_ms, backoff_factor, backoff_max_ms",
+    [SQL_STEP_RETRY] =
+        "UPDATE steps SET status = 'WAITING', next_check = ?2 WHERE id = ?1",
+    [SQL_TRY_INSERT] =
+        "INSERT OR REPLACE INTO step_tries(step_id, try, executor_id, started_at, ended_at,"
+        " status, error) SELECT id, try, executor_id, started_at, ended_at, ?2, error"
+        " FROM steps WHERE id = ?1",
+    [SQL_CLAIM_LIMITED] =
+        "UPDATE steps SET status = 'RUNNING', executor_id = ?2, try = try + 1,"
+        " started_at = ?3, ended_at = NULL, error = NULL"
+        " WHERE id = ?1 AND status = 'WAITING' AND pending = 0 AND active = 1"
+        " AND (SELECT count(*) FROM steps r WHERE r.app_id = steps.app_id"
+        "  AND r.status = 'RUNNING') < ?4"
+        " RETURNING try",
+    [SQL_STEP_TRIES] =
+        "SELECT t.try, t.executor_id, t.started_at, t.ended_at, t.status, t.error"
+        " FROM step_tries t WHERE t.step_id = ?1 ORDER BY t.try",
     [SQL_STEP_MESSAGE] =
         "UPDATE steps SET status_message = ?4"
         " WHERE id = ?1 AND status = 'RUNNING' AND executor_id = ?2 AND try = ?3",
@@ -406,6 +432,7 @@ static const struct store_ops sqlite_ops = {
     .load_context = sqlite_load_context,
     .defer = sqlite_defer,
     .claim = sqlite_claim,
+    .step_tries = sqlite_step_tries,
     .apply_updates = sqlite_apply_updates,
     .attempt_status = sqlite_attempt_status,
     .has_work = sqlite_has_work,

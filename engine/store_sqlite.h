@@ -67,6 +67,10 @@ enum sql_id {
     SQL_LIST_EXECUTORS,
     SQL_ATTEMPT_PROGRESS,
     SQL_STEP_EDGES,
+    SQL_STEP_RETRY,
+    SQL_TRY_INSERT,
+    SQL_CLAIM_LIMITED,
+    SQL_STEP_TRIES,
     SQL_COUNT
 };
 
@@ -141,7 +145,9 @@ int sqlite_find_due(struct store *store, const char *app, int64_t attempt_id, in
 int sqlite_load_context(struct store *store, int64_t step_id, char **json, char **error);
 int sqlite_defer(struct store *store, int64_t step_id, int64_t next_check_ms, char **error);
 int sqlite_claim(struct store *store, int64_t step_id, int64_t executor_id, int64_t now_ms,
-                 int *try_number, char **error);
+                 int app_limit, int *try_number, char **error);
+int sqlite_step_tries(struct store *store, int64_t step_id, struct step_try **tries, int *count,
+                      char **error);
 int sqlite_apply_updates(struct store *store, struct step_update *updates, int count,
                          char **error);
 int sqlite_apply_in_transaction(struct sqlite_store *store, struct step_update *updates,

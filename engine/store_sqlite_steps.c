@@ -34,6 +34,8 @@ int sqlite_find_due(struct store *base, const char *app, int64_t attempt_id, int
         step->token = sqlite_column_text_dup(statement, 4);
         step->action = sqlite_column_text_dup(statement, 5);
         step->scope = sqlite_column_text_dup(statement, 6);
+        step->timeout_ms = sqlite3_column_int64(statement, 7);
+        step->max_memory = sqlite3_column_int64(statement, 8);
         step->app = strbuf_dup(app);
     }
     sqlite3_reset(statement);
@@ -79,10 +81,11 @@ int sqlite_defer(struct store *base, int64_t step_id, int64_t next_check_ms, cha
 }
 
 int sqlite_claim(struct store *base, int64_t step_id, int64_t executor_id, int64_t now_ms,
-                 int *try_number, char **error)
+                 int app_limit, int *try_number, char **error)
 {
     struct sqlite_store *store = (struct sqlite_store *)base;
-    sqlite3_stmt *statement = sqlite_statement(store, SQL_CLAIM, error);
+    sqlite3_stmt *statement =
+        sqlite_statement(store, app_limit > 0 ? SQL_CLAIM_LIMITED : SQL_CLAIM, error);
     int rc;
 
     *try_number = 0;
@@ -91,6 +94,8 @@ int sqlite_claim(struct store *base, int64_t step_id, int64_t executor_id, int64
     sqlite3_bind_int64(statement, 1, step_id);
     sqlite3_bind_int64(statement, 2, executor_id);
     sqlite3_bind_int64(statement, 3, now_ms);
+    if (app_limit > 0)
+        sqlite3_bind_int(statement, 4, app_limit);
     rc = sqlite3_step(statement);
     if (rc == SQLITE_ROW) {
         *try_number = sqlite3_column_int(statement, 0);
@@ -155,6 +160,19 @@ static int bind_attempt_and_run(struct sqlite_store *store, enum sql_id id, int6
     return sqlite_run(store, id, error);
 }
 
+/* Copies the step's just-ended try into step_tries with its outcome. */
+static int record_try(struct sqlite_store *store, int64_t step_id, const char *status,
+                      char **error)
+{
+    sqlite3_stmt *statement = sqlite_statement(store, SQL_TRY_INSERT, error);
+
+    if (statement == NULL)
+        return -1;
+    sqlite3_bind_int64(statement, 1, step_id);
+    sqlite3_bind_text(statement, 2, status, -1, SQLITE_STATIC);
+    return sqlite_run(store, SQL_TRY_INSERT, error);
+}
+
 static int record_completed(struct sqlite_store *store, struct step_update *update,
                             struct attempt_set *touched, char **error)
 {
@@ -175,6 +193,8 @@ static int record_completed(struct sqlite_store *store, struct step_update *upda
         update->lost = 1;
         return 0;
     }
+    if (record_try(store, update->step_id, "COMPLETED", error) != 0)
+        return -1;
 
     statement = sqlite_statement(store, SQL_DEPENDENTS_RELEASE, error);
     if (statement == NULL)
@@ -188,11 +208,26 @@ static int record_completed(struct sqlite_store *store, struct step_update *upda
     return 0;
 }
 
+/* Returns the wait before the retry that follows try try_number:
+ * initial * factor^(try - 1), at most max. */
+static int64_t backoff_ms(int try_number, int64_t initial_ms, double factor, int64_t max_ms)
+{
+    double wait = (double)initial_ms;
+
+    for (int i = 1; i < try_number && wait < (double)max_ms; i++)
+        wait *= factor;
+    if (wait > (double)max_ms)
+        wait = (double)max_ms;
+    return (int64_t)wait;
+}
+
 static int record_failed(struct sqlite_store *store, struct step_update *update,
                          struct attempt_set *touched, char **error)
 {
     sqlite3_stmt *statement = sqlite_statement(store, SQL_STEP_FAIL, error);
-    int64_t attempt_id;
+    int64_t attempt_id = 0, initial_ms = 0, max_ms = 0;
+    int retries = 0, rc;
+    double factor = 1;
 
     if (statement == NULL)
         return -1;
@@ -203,11 +238,38 @@ static int record_failed(struct sqlite_store *store, struct step_update *update,
     if (update->message)
         sqlite3_bind_text(statement, 5, update->message, -1, SQLITE_STATIC);
     sqlite3_bind_text(statement, 6, update->error ? update->error : "failed", -1, SQLITE_STATIC);
-    if (run_returning_attempt(store, SQL_STEP_FAIL, &attempt_id, error) != 0)
+    rc = sqlite3_step(statement);
+    if (rc == SQLITE_ROW) {
+        attempt_id = sqlite3_column_int64(statement, 0);
+        retries = sqlite3_column_int(statement, 1);
+        initial_ms = sqlite3_column_int64(statement, 2);
+        factor = sqlite3_column_double(statement, 3);
+        max_ms = sqlite3_column_int64(statement, 4);
+        rc = sqlite3_step(statement);
+    }
+    sqlite3_reset(statement);
+    if (rc != SQLITE_DONE) {
+        *error = sqlite_error(store, "recording a step failure failed");
         return -1;
+    }
     if (attempt_id == 0) {
         update->lost = 1;
         return 0;
+    }
+    if (record_try(store, update->step_id, "FAILED", error) != 0)
+        return -1;
+
+    /* A try left: the step waits for its backoff and runs again in this
+     * attempt; its last error stays visible meanwhile. */
+    if (update->try_number <= retries) {
+        statement = sqlite_statement(store, SQL_STEP_RETRY, error);
+        if (statement == NULL)
+            return -1;
+        sqlite3_bind_int64(statement, 1, update->step_id);
+        sqlite3_bind_int64(statement, 2, update->at_ms + backoff_ms(update->try_number,
+                                                                    initial_ms, factor, max_ms));
+        update->retried = 1;
+        return sqlite_run(store, SQL_STEP_RETRY, error);
     }
 
     /* The attempt stops starting steps: running ones finish, then it fails. */
@@ -309,6 +371,7 @@ int sqlite_apply_in_transaction(struct sqlite_store *store, struct step_update *
     for (int i = 0; i < count && rc == 0; i++) {
         struct step_update *update = &updates[i];
         update->lost = 0;
+        update->retried = 0;
         if (update->at_ms > latest)
             latest = update->at_ms;
         if (update->kind == UPDATE_COMPLETED)
@@ -336,6 +399,41 @@ int sqlite_apply_updates(struct store *base, struct step_update *updates, int co
     if (sqlite_apply_in_transaction(store, updates, count, error) != 0 ||
         sqlite_commit(store, error) != 0) {
         sqlite_rollback(store);
+        return -1;
+    }
+    return 0;
+}
+
+int sqlite_step_tries(struct store *base, int64_t step_id, struct step_try **tries, int *count,
+                      char **error)
+{
+    struct sqlite_store *store = (struct sqlite_store *)base;
+    sqlite3_stmt *statement = sqlite_statement(store, SQL_STEP_TRIES, error);
+    int rc;
+
+    *tries = NULL;
+    *count = 0;
+    if (statement == NULL)
+        return -1;
+    sqlite3_bind_int64(statement, 1, step_id);
+    while ((rc = sqlite3_step(statement)) == SQLITE_ROW) {
+        *tries = realloc(*tries, (size_t)(*count + 1) * sizeof **tries);
+        (*tries)[*count] = (struct step_try){
+            .try_number = sqlite3_column_int(statement, 0),
+            .executor_id = sqlite3_column_int64(statement, 1),
+            .started_at = sqlite3_column_int64(statement, 2),
+            .ended_at = sqlite3_column_int64(statement, 3),
+            .status = sqlite_column_text_dup(statement, 4),
+            .error = sqlite_column_text_dup(statement, 5),
+        };
+        (*count)++;
+    }
+    sqlite3_reset(statement);
+    if (rc != SQLITE_DONE) {
+        *error = sqlite_error(store, "reading the tries of a step failed");
+        store_free_tries(*tries, *count);
+        *tries = NULL;
+        *count = 0;
         return -1;
     }
     return 0;

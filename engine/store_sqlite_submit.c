@@ -104,6 +104,13 @@ static int insert_steps(struct sqlite_store *store, const struct submit_request 
         sqlite3_bind_int(statement, 5, count_distinct(step->deps, step->dep_count));
         sqlite3_bind_int64(statement, 6, step->cooldown_ms);
         sqlite3_bind_text(statement, 7, step->context, -1, SQLITE_STATIC);
+        sqlite3_bind_int(statement, 8, step->policy.retries);
+        sqlite3_bind_int64(statement, 9, step->policy.backoff_initial_ms);
+        sqlite3_bind_double(statement, 10, step->policy.backoff_factor > 0
+                                               ? step->policy.backoff_factor : 1.0);
+        sqlite3_bind_int64(statement, 11, step->policy.backoff_max_ms);
+        sqlite3_bind_int64(statement, 12, step->policy.timeout_ms);
+        sqlite3_bind_int64(statement, 13, step->policy.max_memory);
         if (insert_returning_id(store, SQL_STEP_INSERT, &step_ids[i], error) != 0)
             return -1;
     }

@@ -46,9 +46,9 @@ static int submit_three(struct store *store, int64_t *execution_id, int64_t *att
 {
     static int b_deps[] = { 0 };
     struct submit_step steps[] = {
-        { "a", "noop", "{}", 0, 0, NULL },
-        { "b", "noop", "{}", 0, 1, b_deps },
-        { "c", "noop", "{}", 0, 0, NULL },
+        { .token = "a", .action = "noop", .context = "{}", .dep_count = 0, .deps = NULL },
+        { .token = "b", .action = "noop", .context = "{}", .dep_count = 1, .deps = b_deps },
+        { .token = "c", .action = "noop", .context = "{}", .dep_count = 0, .deps = NULL },
     };
     struct submit_request request = { .app = "three", .step_count = 3, .steps = steps };
     char *error = NULL;
@@ -87,8 +87,8 @@ static void test_submit_is_atomic(void)
     struct store *store = open_fresh();
     static int bad_deps[] = { 7 };
     struct submit_step steps[] = {
-        { "a", "noop", "{}", 0, 0, NULL },
-        { "b", "noop", "{}", 0, 1, bad_deps },
+        { .token = "a", .action = "noop", .context = "{}", .dep_count = 0, .deps = NULL },
+        { .token = "b", .action = "noop", .context = "{}", .dep_count = 1, .deps = bad_deps },
     };
     struct submit_request request = { .app = "broken", .step_count = 2, .steps = steps };
     int64_t execution_id, attempt_id;
@@ -124,9 +124,9 @@ static void test_claim_and_results(void)
     CHECK("a is due", a != 0);
     CHECK("b is not due before a completes", find_step(store, "b") == 0);
 
-    store->ops->claim(store, a, first, clock_wall_ms(), &try_number, &error);
+    store->ops->claim(store, a, first, clock_wall_ms(), 0, &try_number, &error);
     CHECK("first claim wins with try 1", try_number == 1);
-    store->ops->claim(store, a, second, clock_wall_ms(), &try_number, &error);
+    store->ops->claim(store, a, second, clock_wall_ms(), 0, &try_number, &error);
     CHECK("second claim loses", try_number == 0);
 
     struct step_update late = { UPDATE_COMPLETED, a, second, 1, clock_wall_ms(), NULL, NULL, 0 };
@@ -141,7 +141,7 @@ static void test_claim_and_results(void)
     CHECK("b is due once a completed", find_step(store, "b") != 0);
 
     int64_t c = find_step(store, "c");
-    store->ops->claim(store, c, first, clock_wall_ms(), &try_number, &error);
+    store->ops->claim(store, c, first, clock_wall_ms(), 0, &try_number, &error);
     struct step_update failed = { UPDATE_FAILED, c, first, 1, clock_wall_ms(), NULL, "boom", 0 };
     store->ops->apply_updates(store, &failed, 1, &error);
     CHECK("b is not due after a failure", find_step(store, "b") == 0);
@@ -164,7 +164,7 @@ static void test_attempt_finishes(void)
     for (int round = 0; round < 3; round++) {
         const char *tokens[] = { "a", "c", "b" };
         int64_t id = find_step(store, tokens[round]);
-        store->ops->claim(store, id, executor, clock_wall_ms(), &try_number, &error);
+        store->ops->claim(store, id, executor, clock_wall_ms(), 0, &try_number, &error);
         struct step_update done = { UPDATE_COMPLETED, id, executor, try_number, clock_wall_ms(),
                                     NULL, NULL, 0 };
         store->ops->apply_updates(store, &done, 1, &error);
@@ -193,7 +193,7 @@ static void test_dead_executor(void)
     store->ops->executor_register(store, "lost-host", 41, "three", now - 60000, &dead_id, &error);
     store->ops->executor_register(store, "live-host", 42, "three", now, &live_id, &error);
     int64_t a = find_step(store, "a");
-    store->ops->claim(store, a, dead_id, now, &try_number, &error);
+    store->ops->claim(store, a, dead_id, now, 0, &try_number, &error);
 
     store->ops->reap_dead(store, now, 30000, &dead, &dead_count, &error);
     CHECK("one executor declared dead", dead_count == 1);

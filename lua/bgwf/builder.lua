@@ -5,7 +5,13 @@ local json = require("bgwf.json")
 local M = {}
 
 local DEFAULT_COOLDOWN = 300
-local STEP_OPTIONS = { after = true, cooldown = true }
+local STEP_OPTIONS = {
+  after = true, cooldown = true, retries = true, retry_backoff = true, timeout = true,
+  max_memory = true,
+}
+
+--- Default retry backoff: 10 s, doubling, at most 10 minutes.
+local DEFAULT_BACKOFF = { initial = 10, factor = 2, max = 600 }
 
 local Handle = {}
 Handle.__index = Handle
@@ -53,6 +59,60 @@ local function check_token(token, what)
   end
 end
 
+local function check_seconds(token, name, value, allow_zero)
+  if type(value) ~= "number" or value ~= value or value == math.huge or value < 0
+      or (value == 0 and not allow_zero) then
+    error(string.format("%s of step '%s' must be a number of seconds %s, not %s", name, token,
+      allow_zero and ">= 0" or "> 0", tostring(value)), 5)
+  end
+  return math.floor(value * 1000 + 0.5)
+end
+
+--- Checks the retry, timeout and memory options and returns them in the
+--- units the store keeps (ms and bytes; 0 means none).
+local function check_policy(token, options)
+  local retries = options.retries or 0
+  if math.type(retries) ~= "integer" or retries < 0 then
+    error(string.format("retries of step '%s' must be a whole number >= 0, not %s", token,
+      tostring(options.retries)), 4)
+  end
+  local backoff = options.retry_backoff
+  if type(backoff) == "number" then
+    backoff = { initial = backoff }
+  elseif backoff == nil then
+    backoff = {}
+  elseif type(backoff) ~= "table" then
+    error(string.format("retry_backoff of step '%s' must be seconds or a table " ..
+      "{ initial = s, factor = f, max = s }, not %s", token, type(backoff)), 4)
+  end
+  for key in pairs(backoff) do
+    if DEFAULT_BACKOFF[key] == nil then
+      error(string.format("unknown retry_backoff field '%s' for step '%s' (known: initial, " ..
+        "factor, max)", tostring(key), token), 4)
+    end
+  end
+  local factor = backoff.factor or DEFAULT_BACKOFF.factor
+  if type(factor) ~= "number" or factor < 1 or factor ~= factor or factor == math.huge then
+    error(string.format("retry_backoff.factor of step '%s' must be a number >= 1, not %s",
+      token, tostring(factor)), 4)
+  end
+  local max_memory = options.max_memory or 0
+  if math.type(max_memory) ~= "integer" or max_memory < 0 then
+    error(string.format("max_memory of step '%s' must be a whole number of bytes >= 0, " ..
+      "not %s", token, tostring(options.max_memory)), 4)
+  end
+  return {
+    retries = retries,
+    backoff_initial_ms = check_seconds(token, "retry_backoff.initial",
+      backoff.initial or DEFAULT_BACKOFF.initial, true),
+    backoff_factor = factor,
+    backoff_max_ms = check_seconds(token, "retry_backoff.max",
+      backoff.max or DEFAULT_BACKOFF.max, true),
+    timeout_ms = options.timeout and check_seconds(token, "timeout", options.timeout, false) or 0,
+    max_memory = max_memory,
+  }
+end
+
 local function check_options(token, options)
   if options == nil then
     options = {}
@@ -87,7 +147,11 @@ local function check_options(token, options)
     error(string.format("cooldown of step '%s' must be a number of seconds >= 0, not %s",
       token, tostring(cooldown)), 3)
   end
-  return { after = after or {}, cooldown_ms = math.floor(cooldown * 1000 + 0.5) }
+  return {
+    after = after or {},
+    cooldown_ms = math.floor(cooldown * 1000 + 0.5),
+    policy = check_policy(token, options),
+  }
 end
 
 local function new_node(self, kind, token, options)
@@ -99,7 +163,7 @@ local function new_node(self, kind, token, options)
   end
   local node = setmetatable({
     kind = kind, token = full, scope = self, after = options.after,
-    cooldown_ms = options.cooldown_ms, where = where(3),
+    cooldown_ms = options.cooldown_ms, policy = options.policy, where = where(3),
   }, Handle)
   state.by_token[full] = node
   self.children[#self.children + 1] = node
@@ -276,7 +340,7 @@ end
 
 --- Builds the workflow of app with workflow_fn (the function a workflow
 --- file returns) and the submit context ctx. Returns a list of
---- { token, action, context (JSON), cooldown_ms, deps (indexes) }; raises an
+--- { token, action, context (JSON), cooldown_ms, policy, deps (indexes) }; raises an
 --- error that names the problem otherwise.
 function M.build(app, scope_name, workflow_fn, ctx)
   local state = { steps = {}, by_token = {}, resolving = {}, expanding = {} }
@@ -337,7 +401,7 @@ function M.build(app, scope_name, workflow_fn, ctx)
     end
     result[i] = {
       token = node.token, action = node.action, context = node.context,
-      cooldown_ms = node.cooldown_ms, deps = deps,
+      cooldown_ms = node.cooldown_ms, policy = node.policy, deps = deps,
     }
   end
   return result
