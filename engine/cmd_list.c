@@ -22,14 +22,19 @@ static const char list_help[] =
     CLI_COMMON_HELP;
 
 static const char show_help[] =
-    "Usage: bgwf show (EXECUTION_ID | --app NAME [--scope S]) [--json] [options]\n"
+    "Usage: bgwf show (EXECUTION_ID | --app NAME [--scope S]) [--step TOKEN] [--json]\n"
     "\n"
     "Shows an execution, its attempts, and the steps of its newest attempt.\n"
     "\n"
     "  --app NAME         instead of EXECUTION_ID: the newest execution of NAME\n"
     "  --scope S          with --app: the newest execution of NAME for scope S\n"
+    "  --step TOKEN       show one step in full instead: its error with the\n"
+    "                     traceback, and every try with its executor and error\n"
     "  --json             print the bgwf status --json object with an \"attempts\"\n"
-    "                     array of {id, status, steps, created_at, ended_at}\n"
+    "                     array of {id, status, steps, created_at, ended_at}; with\n"
+    "                     --step, {\"step\": {token, action, status, message, error,\n"
+    "                     executor, try, started_at, ended_at, tries: [{try,\n"
+    "                     executor, status, started_at, ended_at, error}]}}\n"
     CLI_COMMON_HELP;
 
 static const char executors_help[] =
@@ -58,6 +63,7 @@ struct view_options {
     const char *app;
     const char *scope;
     const char *status;
+    const char *step;
     int64_t limit;
     int as_json;
 };
@@ -71,6 +77,7 @@ static int parse_view(const char *command, const char *help, const char *allowed
         { "status", required_argument, NULL, 't' },
         { "limit", required_argument, NULL, 'l' },
         { "json", no_argument, NULL, 'j' },
+        { "step", required_argument, NULL, 'p' },
         CLI_COMMON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
@@ -105,6 +112,9 @@ static int parse_view(const char *command, const char *help, const char *allowed
         case 'j':
             view->as_json = 1;
             break;
+        case 'p':
+            view->step = optarg;
+            break;
         default:
             rc = cli_common_option(command, option, optarg, &view->common, help);
             if (rc == -1)
@@ -124,7 +134,8 @@ static int parse_view(const char *command, const char *help, const char *allowed
 static int open_execution(const char *command, const char *help, int argc, char **argv,
                           struct view_options *view, struct store **store, int64_t *id)
 {
-    int rc = parse_view(command, help, "asj", argc, argv, view);
+    int rc = parse_view(command, help, strcmp(command, "show") == 0 ? "asjp" : "asj", argc, argv,
+                        view);
 
     if (rc != CLI_CONTINUE)
         return rc;
@@ -214,6 +225,128 @@ int cmd_list(int argc, char **argv)
     return EXIT_OK;
 }
 
+static void append_time_field(struct strbuf *out, const char *name, int64_t ms)
+{
+    if (ms)
+        strbuf_appendf(out, ",\"%s\":%lld", name, (long long)ms);
+}
+
+static void print_step_json(const struct status_step *step, const struct step_try *tries,
+                            int try_count)
+{
+    struct strbuf out = STRBUF_INIT;
+
+    strbuf_appendf(&out, "{\"step\":{\"token\":");
+    json_append_string(&out, step->token);
+    strbuf_appendf(&out, ",\"action\":");
+    json_append_string(&out, step->action);
+    strbuf_appendf(&out, ",\"status\":");
+    json_append_string(&out, step->status);
+    if (step->message) {
+        strbuf_appendf(&out, ",\"message\":");
+        json_append_string(&out, step->message);
+    }
+    if (step->error) {
+        strbuf_appendf(&out, ",\"error\":");
+        json_append_string(&out, step->error);
+    }
+    if (step->executor_id)
+        strbuf_appendf(&out, ",\"executor\":%lld", (long long)step->executor_id);
+    strbuf_appendf(&out, ",\"try\":%d", step->try_number);
+    append_time_field(&out, "started_at", step->started_at);
+    append_time_field(&out, "ended_at", step->ended_at);
+    strbuf_appendf(&out, ",\"tries\":[");
+    for (int i = 0; i < try_count; i++) {
+        strbuf_appendf(&out, "%s{\"try\":%d,\"executor\":%lld,\"status\":", i ? "," : "",
+                       tries[i].try_number, (long long)tries[i].executor_id);
+        json_append_string(&out, tries[i].status);
+        append_time_field(&out, "started_at", tries[i].started_at);
+        append_time_field(&out, "ended_at", tries[i].ended_at);
+        if (tries[i].error) {
+            strbuf_appendf(&out, ",\"error\":");
+            json_append_string(&out, tries[i].error);
+        }
+        strbuf_append(&out, "}", 1);
+    }
+    strbuf_append(&out, "]}}\n", 4);
+    fwrite(out.data, 1, out.length, stdout);
+    strbuf_free(&out);
+}
+
+static void print_step_text(const struct status_report *report, const struct status_step *step,
+                            const struct step_try *tries, int try_count)
+{
+    char started[32], ended[32];
+
+    cli_format_time(step->started_at, started, sizeof started);
+    cli_format_time(step->ended_at, ended, sizeof ended);
+    printf("step %s of execution %lld, attempt %lld\n", step->token,
+           (long long)report->execution_id, (long long)report->attempt_id);
+    printf("  action:   %s\n", step->action);
+    printf("  status:   %s (try %d)\n", step->status, step->try_number);
+    if (step->executor_id)
+        printf("  executor: %lld\n", (long long)step->executor_id);
+    printf("  started:  %s\n  ended:    %s\n", started, ended);
+    if (step->message)
+        printf("  message:  %s\n", step->message);
+    if (step->error) {
+        printf("  error:\n    ");
+        for (const char *p = step->error; *p; p++) {
+            putchar(*p);
+            if (*p == '\n')
+                fputs("    ", stdout);
+        }
+        putchar('\n');
+    }
+    if (try_count == 0)
+        return;
+    printf("  tries:\n    %-3s  %-9s  %-8s  %-19s  %-19s  %s\n", "TRY", "STATUS", "EXECUTOR",
+           "STARTED", "ENDED", "ERROR");
+    for (int i = 0; i < try_count; i++) {
+        const char *error = tries[i].error ? tries[i].error : "";
+        cli_format_time(tries[i].started_at, started, sizeof started);
+        cli_format_time(tries[i].ended_at, ended, sizeof ended);
+        printf("    %-3d  %-9s  %-8lld  %-19s  %-19s  %.*s\n", tries[i].try_number,
+               tries[i].status, (long long)tries[i].executor_id, started, ended,
+               (int)strcspn(error, "\n"), error);
+    }
+}
+
+static int show_step(struct store *store, int64_t execution_id, const char *token, int as_json)
+{
+    struct status_report report;
+    struct step_try *tries = NULL;
+    int try_count = 0, rc = EXIT_FAILED;
+    char *error = NULL;
+
+    if (store->ops->status(store, execution_id, &report, &error) != 0) {
+        cli_error("%s", error);
+        free(error);
+        return EXIT_FAILED;
+    }
+    const struct status_step *step = NULL;
+    for (int i = 0; i < report.step_count && step == NULL; i++)
+        if (strcmp(report.steps[i].token, token) == 0)
+            step = &report.steps[i];
+    if (step == NULL) {
+        cli_error("execution %lld has no step '%s' in attempt %lld: see 'bgwf show %lld' for "
+                  "its steps", (long long)execution_id, token, (long long)report.attempt_id,
+                  (long long)execution_id);
+    } else if (store->ops->step_tries(store, step->step_id, &tries, &try_count, &error) != 0) {
+        cli_error("%s", error);
+        free(error);
+    } else {
+        if (as_json)
+            print_step_json(step, tries, try_count);
+        else
+            print_step_text(&report, step, tries, try_count);
+        rc = EXIT_OK;
+    }
+    store_free_tries(tries, try_count);
+    store_free_status(&report);
+    return rc;
+}
+
 int cmd_show(int argc, char **argv)
 {
     struct view_options view;
@@ -223,7 +356,10 @@ int cmd_show(int argc, char **argv)
 
     if (rc != CLI_CONTINUE)
         return rc;
-    rc = cli_print_execution(store, execution_id, view.as_json, 1);
+    if (view.step)
+        rc = show_step(store, execution_id, view.step, view.as_json);
+    else
+        rc = cli_print_execution(store, execution_id, view.as_json, 1);
     store->ops->close(store);
     return rc;
 }
