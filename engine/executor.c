@@ -28,6 +28,8 @@ struct pending_update {
     char *message;
     char *error;
     char *token;
+    struct resource *resources;
+    int resource_count;
 };
 
 struct executor {
@@ -77,7 +79,7 @@ static int install_signals(char **error)
 }
 
 static void queue_update(struct executor *executor, enum step_update_kind kind,
-                         const struct step_run *run, const char *message, const char *error)
+                         struct step_run *run, const char *message, const char *error)
 {
     if (executor->update_count == executor->update_capacity) {
         executor->update_capacity = executor->update_capacity ? executor->update_capacity * 2 : 32;
@@ -85,6 +87,15 @@ static void queue_update(struct executor *executor, enum step_update_kind kind,
                                     (size_t)executor->update_capacity * sizeof *executor->updates);
     }
     struct pending_update *pending = &executor->updates[executor->update_count++];
+    pending->resources = NULL;
+    pending->resource_count = 0;
+    if (kind == UPDATE_COMPLETED) {
+        /* The resources go with the completion and are written only with it. */
+        pending->resources = run->written;
+        pending->resource_count = run->written_count;
+        run->written = NULL;
+        run->written_count = 0;
+    }
     pending->message = strbuf_dup(message);
     pending->error = strbuf_dup(error);
     pending->token = strbuf_dup(run->step.token);
@@ -96,6 +107,8 @@ static void queue_update(struct executor *executor, enum step_update_kind kind,
         .at_ms = clock_wall_ms(),
         .message = pending->message,
         .error = pending->error,
+        .resources = pending->resources,
+        .resource_count = pending->resource_count,
     };
 }
 
@@ -140,6 +153,7 @@ static void flush_updates(struct executor *executor)
         free(pending->message);
         free(pending->error);
         free(pending->token);
+        store_free_resources(pending->resources, pending->resource_count);
     }
     executor->update_count = 0;
     free(batch);
@@ -253,6 +267,17 @@ static void claim_and_execute(struct executor *executor, struct step_run *run)
     }
     run->executor_id = executor->id;
     run->kind = RUN_EXECUTE;
+    char *error = NULL;
+    if (executor->store->ops->load_resources(executor->store, run->step.execution_id,
+                                             &run->snapshot, &run->snapshot_count,
+                                             &error) != 0) {
+        char *reason = strbuf_printf("loading the execution's resources failed: %s", error);
+        fail_without_running(executor, run, reason);
+        free(reason);
+        free(error);
+        release_slot(run);
+        return;
+    }
     spawn(executor, run);
 }
 

@@ -89,7 +89,7 @@ int frame_next(struct frame_reader *reader, char *type, const char **payload, si
         goto compact;
     size = (uint32_t)start[1] | (uint32_t)start[2] << 8 | (uint32_t)start[3] << 16 |
            (uint32_t)start[4] << 24;
-    if (size > FRAME_MAX_PAYLOAD || strchr("SLDEYN", start[0]) == NULL || start[0] == '\0')
+    if (size > FRAME_MAX_PAYLOAD || strchr("SLDEYNR", start[0]) == NULL || start[0] == '\0')
         return -1;
     if (available < 5 + (size_t)size)
         goto compact;

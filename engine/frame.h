@@ -15,6 +15,7 @@ enum frame_type {
     FRAME_FAILURE = 'E',   /* execute or precondition raised; payload: message and traceback */
     FRAME_READY = 'Y',     /* the precondition returned true; no payload */
     FRAME_NOT_READY = 'N', /* the precondition returned false; no payload */
+    FRAME_RESOURCE = 'R',  /* step:set; payload: name, a NUL byte, the JSON value */
 };
 
 /* Payloads longer than this are cut (with a marker) by frame_write. */

@@ -64,6 +64,8 @@ static void run_child(lua_State *L, struct step_run *run, int report_fd, pid_t e
         .attempt_id = run->step.attempt_id,
         .step_id = run->step.step_id,
         .try_number = run->try_number,
+        .resources = run->snapshot,
+        .resource_count = run->snapshot_count,
     };
     int rc;
 
@@ -130,6 +132,30 @@ static void set_text(char **slot, const char *text, size_t length)
     (*slot)[length] = '\0';
 }
 
+/* Keeps the newest value the child set for a resource. */
+static void keep_resource(struct step_run *run, const char *payload, size_t length)
+{
+    const char *separator = memchr(payload, '\0', length);
+    size_t name_length;
+
+    if (separator == NULL)
+        return;
+    name_length = (size_t)(separator - payload);
+    struct resource *slot = NULL;
+    for (int i = 0; i < run->written_count && slot == NULL; i++)
+        if (strlen(run->written[i].name) == name_length &&
+            memcmp(run->written[i].name, payload, name_length) == 0)
+            slot = &run->written[i];
+    if (slot == NULL) {
+        run->written = realloc(run->written, (size_t)(run->written_count + 1) * sizeof *slot);
+        slot = &run->written[run->written_count++];
+        slot->name = NULL;
+        slot->value = NULL;
+        set_text(&slot->name, payload, name_length);
+    }
+    set_text(&slot->value, separator + 1, length - name_length - 1);
+}
+
 static void handle_frame(struct step_run *run, char type, const char *payload, size_t length)
 {
     switch (type) {
@@ -148,6 +174,9 @@ static void handle_frame(struct step_run *run, char type, const char *payload, s
     case FRAME_FAILURE:
         set_text(&run->failure, payload, length);
         run->outcome = OUTCOME_FAILURE;
+        break;
+    case FRAME_RESOURCE:
+        keep_resource(run, payload, length);
         break;
     case FRAME_READY:
         run->outcome = OUTCOME_READY;
@@ -293,6 +322,8 @@ void runner_reset(struct step_run *run, enum run_kind kind)
 void runner_release(struct step_run *run)
 {
     free(run->context);
+    store_free_resources(run->snapshot, run->snapshot_count);
+    store_free_resources(run->written, run->written_count);
     if (run->report_fd >= 0)
         close(run->report_fd);
     frame_reader_free(&run->reader);

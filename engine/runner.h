@@ -42,6 +42,10 @@ struct step_run {
     char *kill_reason;     /* set when the executor stopped the child on purpose */
     int64_t kill_deadline_mono; /* after runner_terminate: when SIGKILL follows; 0: none */
     int64_t timeout_mono;  /* when the child's time is up; 0: no limit */
+    struct resource *snapshot;  /* the execution's resources, given to the child */
+    int snapshot_count;
+    struct resource *written;   /* resources the child set, newest value per name */
+    int written_count;
     int64_t started_mono;
 };
 

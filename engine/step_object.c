@@ -62,6 +62,96 @@ static int step_log(lua_State *L)
     return 0;
 }
 
+/* Returns the resource name that argument arg gives: a string, or a handle
+ * from wf:resource (a table with a "$resource" string). [-0, +0, v] */
+static const char *check_resource_name(lua_State *L, int arg)
+{
+    const char *name = NULL;
+    size_t length = 0;
+
+    if (lua_type(L, arg) == LUA_TTABLE) {
+        lua_getfield(L, arg, "$resource");
+        name = lua_tolstring(L, -1, &length);
+        lua_pop(L, 1);
+    } else if (lua_type(L, arg) == LUA_TSTRING) {
+        name = lua_tolstring(L, arg, &length);
+    }
+    luaL_argexpected(L, name != NULL, arg, "resource name or wf:resource handle");
+    luaL_argcheck(L, length > 0 && length <= 256 && strlen(name) == length, arg,
+                  "resource names are 1 to 256 bytes without NUL");
+    return name;
+}
+
+/* Calls bgwf.json's function field with the value at index and leaves its
+ * two results on the stack. [-0, +2, e] */
+static void call_json(lua_State *L, const char *field, int index)
+{
+    index = lua_absindex(L, index);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "bgwf.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, field);
+    lua_remove(L, -2);
+    lua_pushvalue(L, index);
+    lua_call(L, 1, 2);
+}
+
+/* step:set(name, value): stores value (any JSON-serializable Lua value) as
+ * resource name of the execution once the step completes; a step that
+ * fails writes nothing. [-0, +0, e] */
+static int step_set(lua_State *L)
+{
+    struct step_object *step = check_step(L);
+    const char *name = check_resource_name(L, 2);
+    luaL_Buffer payload;
+    size_t length;
+    const char *json;
+
+    luaL_checkany(L, 3);
+    call_json(L, "encode", 3);
+    if (lua_isnil(L, -2))
+        return luaL_error(L, "resource '%s' cannot be stored: the value is not JSON-serializable "
+                          "%s", name, lua_tostring(L, -1));
+    json = lua_tolstring(L, -2, &length);
+
+    luaL_buffinit(L, &payload);
+    luaL_addstring(&payload, name);
+    luaL_addchar(&payload, '\0');
+    luaL_addlstring(&payload, json, length);
+    luaL_pushresult(&payload);
+    size_t payload_length;
+    const char *text = lua_tolstring(L, -1, &payload_length);
+    send_frame(L, step, FRAME_RESOURCE, text, payload_length);
+
+    /* Later reads in this step see the new value. */
+    lua_getiuservalue(L, 1, 2);
+    lua_pushvalue(L, -4);
+    lua_setfield(L, -2, name);
+    return 0;
+}
+
+/* step:get(name): returns the value of resource name. [-0, +1, e] */
+static int step_get(lua_State *L)
+{
+    check_step(L);
+    const char *name = check_resource_name(L, 2);
+
+    lua_getiuservalue(L, 1, 2);
+    if (lua_getfield(L, -1, name) != LUA_TSTRING) {
+        lua_getiuservalue(L, 1, 1);
+        lua_getfield(L, -1, "execution");
+        return luaL_error(L, "resource '%s' was never written in execution %I; write it with "
+                          "step:set in a step that runs before this one", name,
+                          (LUAI_UACINT)lua_tointeger(L, -1));
+    }
+    call_json(L, "decode", -1);
+    if (lua_isnil(L, -2) && !lua_isnil(L, -1))
+        return luaL_error(L, "resource '%s' does not hold valid JSON: %s", name,
+                          lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 1;
+}
+
 /* step[key]: a method, or a field from the uservalue table. [-0, +1, -] */
 static int step_index(lua_State *L)
 {
@@ -102,6 +192,8 @@ static int step_tostring(lua_State *L)
 static const luaL_Reg step_methods[] = {
     { "status", step_status },
     { "log", step_log },
+    { "set", step_set },
+    { "get", step_get },
     { NULL, NULL },
 };
 
@@ -120,7 +212,7 @@ static void push_metatable(lua_State *L)
 
 void step_object_push(lua_State *L, const struct step_info *info, int report_fd)
 {
-    struct step_object *step = lua_newuserdatauv(L, sizeof *step, 1);
+    struct step_object *step = lua_newuserdatauv(L, sizeof *step, 2);
 
     step->report_fd = report_fd;
     lua_createtable(L, 0, 8);
@@ -143,6 +235,12 @@ void step_object_push(lua_State *L, const struct step_info *info, int report_fd)
     lua_pushinteger(L, info->try_number);
     lua_setfield(L, -2, "try");
     lua_setiuservalue(L, -2, 1);
+    lua_createtable(L, 0, info->resource_count);
+    for (int i = 0; i < info->resource_count; i++) {
+        lua_pushstring(L, info->resources[i].value);
+        lua_setfield(L, -2, info->resources[i].name);
+    }
+    lua_setiuservalue(L, -2, 2);
     push_metatable(L);
     lua_setmetatable(L, -2);
 }

@@ -6,6 +6,8 @@
 
 #include <lua.h>
 
+#include "store.h"
+
 struct step_info {
     const char *token;
     const char *action;
@@ -15,11 +17,15 @@ struct step_info {
     int64_t attempt_id;
     int64_t step_id;
     int try_number;
+    const struct resource *resources; /* the execution's resources when the step started */
+    int resource_count;
 };
 
 /* Pushes a step object: read-only fields token, action, app, scope,
- * execution, attempt, try, and methods status(msg) and log(...) that send
- * frames to report_fd. Stack: [-0, +1, m]. */
+ * execution, attempt, id, try, and methods that send frames to report_fd:
+ * status(msg), log(...), set(name, value), and get(name), which reads the
+ * execution's resources as they were when the step started plus this
+ * step's own writes. Stack: [-0, +1, m]. */
 void step_object_push(lua_State *L, const struct step_info *info, int report_fd);
 
 #endif

@@ -105,3 +105,12 @@ void store_free_tries(struct step_try *tries, int count)
     }
     free(tries);
 }
+
+void store_free_resources(struct resource *resources, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(resources[i].name);
+        free(resources[i].value);
+    }
+    free(resources);
+}

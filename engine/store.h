@@ -154,6 +154,13 @@ enum step_update_kind {
     UPDATE_FAILED,
 };
 
+/* A named JSON value of an execution, written by one step and read by later
+ * ones. */
+struct resource {
+    char *name;
+    char *value;           /* JSON text */
+};
+
 /* A change to a claimed step. It applies only while the step is RUNNING
  * with the same executor and try; otherwise the store sets lost = 1. */
 struct step_update {
@@ -164,6 +171,8 @@ struct step_update {
     int64_t at_ms;
     const char *message;   /* status message, or NULL to keep the current one */
     const char *error;     /* failure text for UPDATE_FAILED */
+    const struct resource *resources; /* UPDATE_COMPLETED: resources the step wrote */
+    int resource_count;
     int lost;              /* out */
     int retried;           /* out: the failure left tries, so the step waits again */
 };
@@ -268,6 +277,11 @@ struct store_ops {
     int (*claim)(struct store *store, int64_t step_id, int64_t executor_id, int64_t now_ms,
                  int app_limit, int *try_number, char **error);
 
+    /* Returns the resources of an execution, by name (free with
+     * store_free_resources). */
+    int (*load_resources)(struct store *store, int64_t execution_id,
+                          struct resource **resources, int *count, char **error);
+
     /* Returns the finished tries of a step, oldest first (free with
      * store_free_tries). */
     int (*step_tries)(struct store *store, int64_t step_id, struct step_try **tries,
@@ -345,6 +359,7 @@ void store_free_dead(struct dead_executor *dead, int count);
 void store_free_status(struct status_report *report);
 void store_free_outcome(struct submit_outcome *outcome);
 void store_free_tries(struct step_try *tries, int count);
+void store_free_resources(struct resource *resources, int count);
 void store_free_changes(struct change_report *report);
 void store_free_executions(struct execution_row *rows, int count);
 void store_free_attempts(struct attempt_row *rows, int count);

@@ -49,6 +49,10 @@ static const char schema_sql[] =
     "  WHERE status = 'WAITING' AND pending = 0 AND active = 1;"
     "CREATE INDEX steps_running ON steps(executor_id) WHERE status = 'RUNNING';"
     "CREATE INDEX steps_running_by_app ON steps(app_id) WHERE status = 'RUNNING';"
+    "CREATE TABLE resources("
+    "  execution_id INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,"
+    "  step_id INTEGER NOT NULL, written_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(execution_id, name)) WITHOUT ROWID;"
     "CREATE TABLE step_tries("
     "  step_id INTEGER NOT NULL, try INTEGER NOT NULL, executor_id INTEGER,"
     "  started_at INTEGER, ended_at INTEGER, status TEXT NOT NULL, error TEXT,"
@@ -143,6 +147,12 @@ static const char *const statement_sql[SQL_COUNT] = {
         " AND (SELECT count(*) FROM steps r WHERE r.app_id = steps.app_id"
         "  AND r.status = 'RUNNING') < ?4"
         " RETURNING try",
+    [SQL_RESOURCES_LOAD] =
+        "SELECT name, value FROM resources WHERE execution_id = ?1 ORDER BY name",
+    [SQL_RESOURCE_WRITE] =
+        "INSERT OR REPLACE INTO resources(execution_id, name, value, step_id, written_at)"
+        " SELECT a.execution_id, ?2, ?3, s.id, ?4 FROM steps s"
+        " JOIN attempts a ON a.id = s.attempt_id WHERE s.id = ?1",
     [SQL_STEP_TRIES] =
         "SELECT t.try, t.executor_id, t.started_at, t.ended_at, t.status, t.error"
         " FROM step_tries t WHERE t.step_id = ?1 ORDER BY t.try",
@@ -433,6 +443,7 @@ static const struct store_ops sqlite_ops = {
     .defer = sqlite_defer,
     .claim = sqlite_claim,
     .step_tries = sqlite_step_tries,
+    .load_resources = sqlite_load_resources,
     .apply_updates = sqlite_apply_updates,
     .attempt_status = sqlite_attempt_status,
     .has_work = sqlite_has_work,

@@ -71,6 +71,8 @@ enum sql_id {
     SQL_TRY_INSERT,
     SQL_CLAIM_LIMITED,
     SQL_STEP_TRIES,
+    SQL_RESOURCES_LOAD,
+    SQL_RESOURCE_WRITE,
     SQL_COUNT
 };
 
@@ -146,6 +148,8 @@ int sqlite_load_context(struct store *store, int64_t step_id, char **json, char 
 int sqlite_defer(struct store *store, int64_t step_id, int64_t next_check_ms, char **error);
 int sqlite_claim(struct store *store, int64_t step_id, int64_t executor_id, int64_t now_ms,
                  int app_limit, int *try_number, char **error);
+int sqlite_load_resources(struct store *store, int64_t execution_id,
+                          struct resource **resources, int *count, char **error);
 int sqlite_step_tries(struct store *store, int64_t step_id, struct step_try **tries, int *count,
                       char **error);
 int sqlite_apply_updates(struct store *store, struct step_update *updates, int count,

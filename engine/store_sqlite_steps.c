@@ -195,6 +195,17 @@ static int record_completed(struct sqlite_store *store, struct step_update *upda
     }
     if (record_try(store, update->step_id, "COMPLETED", error) != 0)
         return -1;
+    for (int i = 0; i < update->resource_count; i++) {
+        statement = sqlite_statement(store, SQL_RESOURCE_WRITE, error);
+        if (statement == NULL)
+            return -1;
+        sqlite3_bind_int64(statement, 1, update->step_id);
+        sqlite3_bind_text(statement, 2, update->resources[i].name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(statement, 3, update->resources[i].value, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(statement, 4, update->at_ms);
+        if (sqlite_run(store, SQL_RESOURCE_WRITE, error) != 0)
+            return -1;
+    }
 
     statement = sqlite_statement(store, SQL_DEPENDENTS_RELEASE, error);
     if (statement == NULL)
@@ -433,6 +444,35 @@ int sqlite_step_tries(struct store *base, int64_t step_id, struct step_try **tri
         *error = sqlite_error(store, "reading the tries of a step failed");
         store_free_tries(*tries, *count);
         *tries = NULL;
+        *count = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int sqlite_load_resources(struct store *base, int64_t execution_id,
+                          struct resource **resources, int *count, char **error)
+{
+    struct sqlite_store *store = (struct sqlite_store *)base;
+    sqlite3_stmt *statement = sqlite_statement(store, SQL_RESOURCES_LOAD, error);
+    int rc;
+
+    *resources = NULL;
+    *count = 0;
+    if (statement == NULL)
+        return -1;
+    sqlite3_bind_int64(statement, 1, execution_id);
+    while ((rc = sqlite3_step(statement)) == SQLITE_ROW) {
+        *resources = realloc(*resources, (size_t)(*count + 1) * sizeof **resources);
+        (*resources)[*count].name = sqlite_column_text_dup(statement, 0);
+        (*resources)[*count].value = sqlite_column_text_dup(statement, 1);
+        (*count)++;
+    }
+    sqlite3_reset(statement);
+    if (rc != SQLITE_DONE) {
+        *error = sqlite_error(store, "loading the execution's resources failed");
+        store_free_resources(*resources, *count);
+        *resources = NULL;
         *count = 0;
         return -1;
     }

@@ -220,6 +220,18 @@ function Builder:multistep(token, context, build, options)
   return node
 end
 
+--- wf:resource(name) declares a resource of the execution and returns a
+--- handle to pass in step contexts; actions read and write it with
+--- step:get(handle) and step:set(handle, value).
+function Builder:resource(name)
+  check_self(self, "resource")
+  if type(name) ~= "string" or name == "" or #name > 256 or name:find("\0", 1, true) then
+    error("invalid resource name " .. (type(name) == "string" and ("'" .. name .. "'")
+      or ("of type " .. type(name))) .. ": use 1 to 256 bytes", 2)
+  end
+  return { ["$resource"] = name }
+end
+
 local function fail(message)
   error(message, 0)
 end
