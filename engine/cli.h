@@ -124,5 +124,6 @@ int cmd_show(int argc, char **argv);
 int cmd_executors(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
 
 #endif

@@ -8,6 +8,7 @@
 #include "executor.h"
 #include "log.h"
 #include "names.h"
+#include "step_log.h"
 #include "strbuf.h"
 
 #define DEFAULT_MAX_CONCURRENT 8
@@ -15,6 +16,7 @@
 #define DEFAULT_HEARTBEAT_TIMEOUT_MS 30000
 #define DEFAULT_PRECONDITION_TIMEOUT_MS 30000
 #define DEFAULT_KILL_GRACE_MS 5000
+#define DEFAULT_LOG_MAX_BYTES (64LL * 1024 * 1024)
 
 #define EXECUTOR_TUNING_HELP                                                            \
     "  --max-concurrent N         steps running at once (default 8)\n"                    \
@@ -23,7 +25,11 @@
     "  --heartbeat-timeout-ms MS  declare an executor dead after this long without a\n"     \
     "                             heartbeat and fail its steps (default 30000)\n"           \
     "  --kill-grace-ms MS         after SIGTERM to a cancelled or timed-out step,\n"         \
-    "                             wait this long before SIGKILL (default 5000)\n"
+    "                             wait this long before SIGKILL (default 5000)\n"           \
+    "  --log-dir DIR              step logs go to DIR/APP/EXECUTION/ATTEMPT/STEP.log\n"     \
+    "                             (default: bgwf-logs beside the database)\n"                \
+    "  --log-max-bytes N          cap each try's step log at N bytes (default 64 MiB;\n"    \
+    "                             0: no cap)\n"
 
 static const char executor_help[] =
     "Usage: bgwf executor --apps A,B [options]\n"
@@ -72,6 +78,8 @@ enum {
     OPTION_NEW_EXECUTION,
     OPTION_KILL_GRACE_MS,
     OPTION_APP_LIMIT,
+    OPTION_LOG_DIR,
+    OPTION_LOG_MAX_BYTES,
 };
 
 static const struct option executor_options[] = {
@@ -86,6 +94,8 @@ static const struct option executor_options[] = {
     { "new-execution", no_argument, NULL, OPTION_NEW_EXECUTION },
     { "kill-grace-ms", required_argument, NULL, OPTION_KILL_GRACE_MS },
     { "app-limit", required_argument, NULL, OPTION_APP_LIMIT },
+    { "log-dir", required_argument, NULL, OPTION_LOG_DIR },
+    { "log-max-bytes", required_argument, NULL, OPTION_LOG_MAX_BYTES },
     CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
 };
@@ -213,6 +223,19 @@ static int parse(const char *command, int argc, char **argv, struct parsed *pars
             parsed->new_execution = 1;
             rc = is_run ? CLI_CONTINUE : -1;
             break;
+        case OPTION_LOG_DIR:
+            parsed->config.log_dir = optarg;
+            rc = *optarg ? CLI_CONTINUE : cli_usage_error(command, "--log-dir needs a folder");
+            break;
+        case OPTION_LOG_MAX_BYTES: {
+            int64_t bytes;
+            rc = CLI_CONTINUE;
+            if (cli_parse_int(optarg, 0, INT64_MAX, &bytes) != 0)
+                rc = cli_usage_error(command, "invalid --log-max-bytes '%s': use a whole number "
+                                     "of bytes, 0 for no cap", optarg);
+            config->log_max_bytes = bytes;
+            break;
+        }
         case OPTION_APP_LIMIT:
             rc = is_run ? -1 : add_app_limit(command, parsed, optarg);
             break;
@@ -245,6 +268,7 @@ static void parsed_init(struct parsed *parsed, int poll_ms)
     parsed->config.heartbeat_timeout_ms = DEFAULT_HEARTBEAT_TIMEOUT_MS;
     parsed->config.precondition_timeout_ms = DEFAULT_PRECONDITION_TIMEOUT_MS;
     parsed->config.kill_grace_ms = DEFAULT_KILL_GRACE_MS;
+    parsed->config.log_max_bytes = DEFAULT_LOG_MAX_BYTES;
 }
 
 static void parsed_free(struct parsed *parsed)
@@ -274,6 +298,9 @@ int cmd_executor(int argc, char **argv)
     }
 
     log_set_role("executor");
+    char *default_log_dir = step_log_default_dir(parsed.common.db);
+    if (parsed.config.log_dir == NULL)
+        parsed.config.log_dir = default_log_dir;
     lua_State *L = cli_open_lua(&parsed.common);
     struct store *store = L ? cli_open_store(&parsed.common) : NULL;
     rc = EXIT_FAILED;
@@ -283,6 +310,7 @@ int cmd_executor(int argc, char **argv)
         store->ops->close(store);
     if (L)
         lua_close(L);
+    free(default_log_dir);
     parsed_free(&parsed);
     return rc;
 }
@@ -317,6 +345,9 @@ int cmd_run(int argc, char **argv)
         return EXIT_FAILED;
     }
 
+    char *default_log_dir = step_log_default_dir(parsed.common.db);
+    if (parsed.config.log_dir == NULL)
+        parsed.config.log_dir = default_log_dir;
     lua_State *L = cli_open_lua(&parsed.common);
     rc = EXIT_FAILED;
     if (L && cli_submit(&parsed.common, &store, L, app, parsed.scope, context,
@@ -336,6 +367,7 @@ int cmd_run(int argc, char **argv)
     if (L)
         lua_close(L);
     free(context);
+    free(default_log_dir);
     parsed_free(&parsed);
     return rc;
 }

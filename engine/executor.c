@@ -230,7 +230,17 @@ static void release_slot(struct step_run *run)
  * queueing a failure (for an execute) and releasing the slot. */
 static int spawn(struct executor *executor, struct step_run *run)
 {
+    const struct executor_config *config = executor->config;
     char *error = NULL;
+    char *header = run->kind == RUN_EXECUTE
+        ? strbuf_printf("== try %d on executor %lld (pid %d, host %s) ==", run->try_number,
+                        (long long)executor->id, (int)getpid(), executor->host)
+        : strbuf_printf("== precondition check on executor %lld (pid %d, host %s) ==",
+                        (long long)executor->id, (int)getpid(), executor->host);
+
+    step_log_init(&run->log, config->log_dir, run->step.app, run->step.execution_id,
+                  run->step.attempt_id, run->step.token, header, config->log_max_bytes);
+    free(header);
 
     if (runner_spawn(executor->L, run, &error) != 0) {
         char *reason = strbuf_printf("starting the step process failed: %s", error);
@@ -294,6 +304,8 @@ static void start_step(struct executor *executor, struct due_step *due)
     run->step = *due;
     memset(due, 0, sizeof *due);
     run->report_fd = -1;
+    run->output_fd = -1;
+    run->log.fd = -1;
 
     if (store->ops->load_context(store, run->step.step_id, &run->context, &error) != 0) {
         log_error("executor=%lld step=%s loading its context failed: %s",
@@ -631,17 +643,24 @@ static int attempt_ended(struct executor *executor, int *finished)
 static void wait_for_events(struct executor *executor, int timeout_ms)
 {
     int slots = executor->config->max_concurrent;
-    struct pollfd fds[slots + 1];
+    struct pollfd fds[2 * slots + 1];
     int count = 0;
 
     fds[count++] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
-    for (int i = 0; i < slots; i++)
-        if (executor->runs[i].pid != 0 && executor->runs[i].report_fd >= 0)
-            fds[count++] = (struct pollfd){ .fd = executor->runs[i].report_fd, .events = POLLIN };
+    for (int i = 0; i < slots; i++) {
+        const struct step_run *run = &executor->runs[i];
+        if (run->pid != 0 && run->report_fd >= 0)
+            fds[count++] = (struct pollfd){ .fd = run->report_fd, .events = POLLIN };
+        if (run->pid != 0 && run->output_fd >= 0)
+            fds[count++] = (struct pollfd){ .fd = run->output_fd, .events = POLLIN };
+    }
     poll(fds, (nfds_t)count, timeout_ms);
-    for (int i = 0; i < slots; i++)
-        if (executor->runs[i].pid != 0)
+    for (int i = 0; i < slots; i++) {
+        if (executor->runs[i].pid != 0) {
             runner_read(&executor->runs[i]);
+            runner_read_output(&executor->runs[i]);
+        }
+    }
 }
 
 static int register_executor(struct executor *executor)

@@ -20,6 +20,7 @@ static const char main_help[] =
     "  executors       executors with their heartbeats and running steps\n"
     "  wait ID         block until the execution's attempt ends\n"
     "  graph ID        the DAG in Graphviz DOT, coloured by status\n"
+    "  logs ID [STEP]  what the steps wrote, interleaved by time\n"
     "  revert ID STEP  mark a finished step REVERTED so the next attempt runs it\n"
     "  complete ID STEP  mark a step MANUALLY_COMPLETED so it does not run\n"
     "  shutdown ID     stop starting steps of the running attempt; resume later\n"
@@ -48,6 +49,7 @@ static const struct command commands[] = {
     { "executors", cmd_executors },
     { "wait", cmd_wait },
     { "graph", cmd_graph },
+    { "logs", cmd_logs },
     { "revert", cmd_revert },
     { "complete", cmd_complete },
     { "shutdown", cmd_shutdown },

@@ -32,6 +32,21 @@ static void reset_child_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* Points stdin at /dev/null and stdout and stderr at the output pipe. */
+static void redirect_standard_streams(int output_fd)
+{
+    int null_fd = open("/dev/null", O_RDONLY);
+
+    if (null_fd >= 0 && null_fd != STDIN_FILENO) {
+        dup2(null_fd, STDIN_FILENO);
+        close(null_fd);
+    }
+    dup2(output_fd, STDOUT_FILENO);
+    dup2(output_fd, STDERR_FILENO);
+    /* Lines reach the log as they are printed, not when the step ends. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 static void close_inherited_descriptors(int report_fd)
 {
     if (report_fd != CHILD_REPORT_FD) {
@@ -53,7 +68,8 @@ static void limit_memory(int64_t max_memory)
         setrlimit(RLIMIT_AS, &limit);
 }
 
-static void run_child(lua_State *L, struct step_run *run, int report_fd, pid_t executor_pid)
+static void run_child(lua_State *L, struct step_run *run, int report_fd, int output_fd,
+                      pid_t executor_pid)
 {
     struct step_info info = {
         .token = run->step.token,
@@ -76,6 +92,7 @@ static void run_child(lua_State *L, struct step_run *run, int report_fd, pid_t e
     if (getppid() != executor_pid)
         _exit(1);
     reset_child_signals();
+    redirect_standard_streams(output_fd);
     close_inherited_descriptors(report_fd);
     limit_memory(run->step.max_memory);
     log_set_role(run->kind == RUN_CHECK ? "precondition" : "step");
@@ -90,11 +107,18 @@ static void run_child(lua_State *L, struct step_run *run, int report_fd, pid_t e
 
 int runner_spawn(lua_State *L, struct step_run *run, char **error)
 {
-    int pipe_fds[2];
+    int report[2], output[2];
     pid_t pid;
 
-    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    if (pipe2(report, O_CLOEXEC) != 0) {
         int saved = errno;
+        *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
+        return -1;
+    }
+    if (pipe2(output, O_CLOEXEC) != 0) {
+        int saved = errno;
+        close(report[0]);
+        close(report[1]);
         *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
         return -1;
     }
@@ -104,24 +128,54 @@ int runner_spawn(lua_State *L, struct step_run *run, char **error)
     pid = fork();
     if (pid < 0) {
         int saved = errno;
-        close(pipe_fds[0]);
-        close(pipe_fds[1]);
+        close(report[0]);
+        close(report[1]);
+        close(output[0]);
+        close(output[1]);
         *error = strbuf_printf("fork failed: %s", strerror(saved));
         return -1;
     }
     if (pid == 0) {
-        close(pipe_fds[0]);
-        run_child(L, run, pipe_fds[1], executor_pid);
+        close(report[0]);
+        close(output[0]);
+        run_child(L, run, report[1], output[1], executor_pid);
     }
 
     /* Both sides set the group so that a kill right after fork reaches it. */
     setpgid(pid, pid);
-    close(pipe_fds[1]);
-    fcntl(pipe_fds[0], F_SETFL, fcntl(pipe_fds[0], F_GETFL) | O_NONBLOCK);
+    close(report[1]);
+    close(output[1]);
+    fcntl(report[0], F_SETFL, fcntl(report[0], F_GETFL) | O_NONBLOCK);
+    fcntl(output[0], F_SETFL, fcntl(output[0], F_GETFL) | O_NONBLOCK);
     run->pid = pid;
-    run->report_fd = pipe_fds[0];
+    run->report_fd = report[0];
+    run->output_fd = output[0];
     run->started_mono = clock_mono_ms();
     return 0;
+}
+
+void runner_read_output(struct step_run *run)
+{
+    char chunk[65536];
+    char *error = NULL;
+
+    while (run->output_fd >= 0) {
+        ssize_t count = read(run->output_fd, chunk, sizeof chunk);
+        if (count > 0) {
+            if (step_log_write(&run->log, chunk, (size_t)count, &error) != 0) {
+                log_warn("app=%s step=%s %s", run->step.app, run->step.token, error);
+                free(error);
+                error = NULL;
+            }
+            continue;
+        }
+        if (count < 0 && errno == EINTR)
+            continue;
+        if (count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        close(run->output_fd);
+        run->output_fd = -1;
+    }
 }
 
 static void set_text(char **slot, const char *text, size_t length)
@@ -163,11 +217,14 @@ static void handle_frame(struct step_run *run, char type, const char *payload, s
         set_text(&run->message, payload, length);
         run->message_unsaved = 1;
         break;
-    case FRAME_LOG:
-        log_info("app=%s execution=%lld step=%s try=%d log: %.*s", run->step.app,
-                 (long long)run->step.execution_id, run->step.token, run->try_number,
-                 (int)length, payload);
+    case FRAME_LOG: {
+        char *error = NULL;
+        if (step_log_line(&run->log, payload, length, &error) != 0) {
+            log_warn("app=%s step=%s %s", run->step.app, run->step.token, error);
+            free(error);
+        }
         break;
+    }
     case FRAME_SUCCESS:
         run->outcome = OUTCOME_SUCCESS;
         break;
@@ -255,6 +312,12 @@ char *runner_finish(struct step_run *run)
         close(run->report_fd);
         run->report_fd = -1;
     }
+    runner_read_output(run);
+    if (run->output_fd >= 0) {
+        close(run->output_fd);
+        run->output_fd = -1;
+    }
+    step_log_close(&run->log);
 
     if (run->kill_reason)
         return strbuf_dup(run->kill_reason);
@@ -306,6 +369,10 @@ void runner_reset(struct step_run *run, enum run_kind kind)
     if (run->report_fd >= 0)
         close(run->report_fd);
     run->report_fd = -1;
+    if (run->output_fd >= 0)
+        close(run->output_fd);
+    run->output_fd = -1;
+    step_log_close(&run->log);
     frame_reader_free(&run->reader);
     free(run->failure);
     free(run->kill_reason);
@@ -321,6 +388,9 @@ void runner_reset(struct step_run *run, enum run_kind kind)
 
 void runner_release(struct step_run *run)
 {
+    if (run->output_fd >= 0)
+        close(run->output_fd);
+    step_log_close(&run->log);
     free(run->context);
     store_free_resources(run->snapshot, run->snapshot_count);
     store_free_resources(run->written, run->written_count);

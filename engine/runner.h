@@ -8,6 +8,7 @@
 #include <lua.h>
 
 #include "frame.h"
+#include "step_log.h"
 #include "store.h"
 
 enum run_outcome {
@@ -32,6 +33,8 @@ struct step_run {
     int try_number;
     pid_t pid;             /* also the child's process group id */
     int report_fd;         /* read end of the child's report pipe; -1 when closed */
+    int output_fd;         /* read end of the child's stdout and stderr; -1 when closed */
+    struct step_log log;   /* where the child's output and log lines go */
     struct frame_reader reader;
     char *message;         /* latest status message; NULL before the first */
     int message_unsaved;   /* 1 while message is newer than the store's copy */
@@ -50,7 +53,9 @@ struct step_run {
 };
 
 /* Forks a child that runs the precondition or execute (run->kind) of the
- * step's action with run->context and reports over a pipe. In the child,
+ * step's action with run->context and reports over a pipe; its stdout and
+ * stderr go over a second pipe into run->log, which the caller prepared
+ * with step_log_init. Its stdin is /dev/null. In the child,
  * every descriptor above 2 except the pipe is closed, so it never uses the
  * executor's store connection, and with run->step.max_memory its address
  * space is limited. Returns 0 with run->pid and run->report_fd set, or -1
@@ -60,6 +65,9 @@ int runner_spawn(lua_State *L, struct step_run *run, char **error);
 /* Reads and handles whatever frames the child has sent. Returns 1 when the
  * pipe reached end of file or failed (the descriptor is then closed), else 0. */
 int runner_read(struct step_run *run);
+
+/* Copies whatever the child wrote to stdout or stderr into its step log. */
+void runner_read_output(struct step_run *run);
 
 /* Called once the child was reaped: drains the pipe, and returns the
  * malloc'd failure text, or NULL when the step completed (RUN_EXECUTE) or
