@@ -42,6 +42,14 @@ int cli_common_option(const char *command, int option, const char *value,
                                    "or error", value);
         log_set_level(level);
         return CLI_CONTINUE;
+    case OPTION_LOG_FORMAT:
+        if (strcmp(value, "text") == 0)
+            log_set_format(LOG_FORMAT_TEXT);
+        else if (strcmp(value, "json") == 0)
+            log_set_format(LOG_FORMAT_JSON);
+        else
+            return cli_usage_error(command, "invalid --log-format '%s': use text or json", value);
+        return CLI_CONTINUE;
     case OPTION_HELP:
         fputs(help, stdout);
         return EXIT_OK;

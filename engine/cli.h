@@ -21,6 +21,7 @@ enum {
     OPTION_DB = 1000,
     OPTION_PATH,
     OPTION_LOG_LEVEL,
+    OPTION_LOG_FORMAT,
     OPTION_HELP,
 };
 
@@ -28,6 +29,7 @@ enum {
     { "db", required_argument, NULL, OPTION_DB },            \
     { "path", required_argument, NULL, OPTION_PATH },        \
     { "log-level", required_argument, NULL, OPTION_LOG_LEVEL }, \
+    { "log-format", required_argument, NULL, OPTION_LOG_FORMAT }, \
     { "help", no_argument, NULL, OPTION_HELP }
 
 #define CLI_COMMON_HELP                                                              \
@@ -35,6 +37,7 @@ enum {
     "  --path DIRS        ':'-separated folders holding workflows/ and actions/\n"     \
     "                     (default $BGWF_PATH, else the current folder)\n"             \
     "  --log-level LEVEL  debug, info, warn or error (default info)\n"                 \
+    "  --log-format F     text or json: how log lines on stderr look (default text)\n"  \
     "  --help             show this help and exit\n"
 
 /* Returned by cli_common_option when it took the option and parsing goes on. */

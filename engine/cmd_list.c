@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "json_text.h"
+#include "step_log.h"
 #include "strbuf.h"
 
 static const char list_help[] =
@@ -34,7 +35,8 @@ static const char show_help[] =
     "                     array of {id, status, steps, created_at, ended_at}; with\n"
     "                     --step, {\"step\": {token, action, status, message, error,\n"
     "                     executor, try, started_at, ended_at, tries: [{try,\n"
-    "                     executor, status, started_at, ended_at, error}]}}\n"
+    "                     executor, status, started_at, ended_at, error}],\n"
+    "                     log_tail}} (log_tail: the last lines of its log, if any)\n"
     CLI_COMMON_HELP;
 
 static const char executors_help[] =
@@ -232,7 +234,7 @@ static void append_time_field(struct strbuf *out, const char *name, int64_t ms)
 }
 
 static void print_step_json(const struct status_step *step, const struct step_try *tries,
-                            int try_count)
+                            int try_count, const char *tail)
 {
     struct strbuf out = STRBUF_INIT;
 
@@ -268,13 +270,54 @@ static void print_step_json(const struct status_step *step, const struct step_tr
         }
         strbuf_append(&out, "}", 1);
     }
-    strbuf_append(&out, "]}}\n", 4);
+    strbuf_append(&out, "]", 1);
+    if (tail) {
+        strbuf_appendf(&out, ",\"log_tail\":");
+        json_append_string(&out, tail);
+    }
+    strbuf_append(&out, "}}\n", 3);
     fwrite(out.data, 1, out.length, stdout);
     strbuf_free(&out);
 }
 
+/* Returns the last count lines of the step's log file as a malloc'd
+ * string, or NULL when it has no log. */
+static char *log_tail(const char *db, const struct status_report *report, const char *token,
+                      int count)
+{
+    char *dir = step_log_default_dir(db);
+    char *folder = step_log_folder(dir, report->app, report->execution_id, report->attempt_id);
+    char *path = strbuf_printf("%s/%s.log", folder, token);
+    FILE *file = fopen(path, "r");
+    char *lines[64] = { 0 };
+    char *line = NULL;
+    size_t capacity = 0;
+    int seen = 0;
+
+    free(dir);
+    free(folder);
+    free(path);
+    if (file == NULL)
+        return NULL;
+    while (getline(&line, &capacity, file) > 0) {
+        free(lines[seen % count]);
+        lines[seen % count] = strbuf_dup(line);
+        seen++;
+    }
+    free(line);
+    fclose(file);
+
+    struct strbuf tail = STRBUF_INIT;
+    int first = seen > count ? seen - count : 0;
+    for (int i = first; i < seen; i++) {
+        strbuf_appendf(&tail, "%s", lines[i % count]);
+        free(lines[i % count]);
+    }
+    return strbuf_detach(&tail);
+}
+
 static void print_step_text(const struct status_report *report, const struct status_step *step,
-                            const struct step_try *tries, int try_count)
+                            const struct step_try *tries, int try_count, const char *tail)
 {
     char started[32], ended[32];
 
@@ -298,6 +341,14 @@ static void print_step_text(const struct status_report *report, const struct sta
         }
         putchar('\n');
     }
+    if (tail && *tail) {
+        printf("  last log lines:\n");
+        for (const char *p = tail; *p;) {
+            size_t length = strcspn(p, "\n");
+            printf("    %.*s\n", (int)length, p);
+            p += length + (p[length] == '\n');
+        }
+    }
     if (try_count == 0)
         return;
     printf("  tries:\n    %-3s  %-9s  %-8s  %-19s  %-19s  %s\n", "TRY", "STATUS", "EXECUTOR",
@@ -312,7 +363,8 @@ static void print_step_text(const struct status_report *report, const struct sta
     }
 }
 
-static int show_step(struct store *store, int64_t execution_id, const char *token, int as_json)
+static int show_step(struct store *store, const char *db, int64_t execution_id,
+                     const char *token, int as_json)
 {
     struct status_report report;
     struct step_try *tries = NULL;
@@ -336,10 +388,12 @@ static int show_step(struct store *store, int64_t execution_id, const char *toke
         cli_error("%s", error);
         free(error);
     } else {
+        char *tail = log_tail(db, &report, token, 10);
         if (as_json)
-            print_step_json(step, tries, try_count);
+            print_step_json(step, tries, try_count, tail);
         else
-            print_step_text(&report, step, tries, try_count);
+            print_step_text(&report, step, tries, try_count, tail);
+        free(tail);
         rc = EXIT_OK;
     }
     store_free_tries(tries, try_count);
@@ -357,7 +411,7 @@ int cmd_show(int argc, char **argv)
     if (rc != CLI_CONTINUE)
         return rc;
     if (view.step)
-        rc = show_step(store, execution_id, view.step, view.as_json);
+        rc = show_step(store, view.common.db, execution_id, view.step, view.as_json);
     else
         rc = cli_print_execution(store, execution_id, view.as_json, 1);
     store->ops->close(store);

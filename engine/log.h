@@ -4,6 +4,14 @@
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
+enum log_format {
+    LOG_FORMAT_TEXT,   /* "TIME LEVEL PID ROLE: key=value ... message" */
+    LOG_FORMAT_JSON,   /* one object a line; leading key=value words become fields */
+};
+
+/* Sets how lines are written. */
+void log_set_format(enum log_format format);
+
 /* Sets the lowest level that is written; lower levels cost one comparison. */
 void log_set_level(enum log_level level);
 
@@ -16,8 +24,10 @@ int log_parse_level(const char *name, enum log_level *level);
 void log_set_role(const char *role);
 
 /* Writes one line to stderr: timestamp with milliseconds, level, pid, role,
- * then the printf-style message. Callers put the ids in play into the
- * message as key=value pairs. */
+ * then the printf-style message. Callers start the message with the ids in
+ * play as key=value pairs. A warning or error identical to the previous
+ * one within a minute is counted, and the count is written with the next
+ * different one. */
 void log_write(enum log_level level, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
