@@ -59,13 +59,14 @@ static void print_outcome(const char *app, const struct submit_request *request,
                           const struct submit_outcome *outcome)
 {
     if (!outcome->resumed) {
-        printf("submitted %s: execution %lld, attempt %lld, %d steps\n", app,
+        printf("submitted %s: execution %lld, attempt %lld, %d %s\n", app,
                (long long)outcome->execution_id, (long long)outcome->attempt_id,
-               request->step_count);
+               request->step_count, request->step_count == 1 ? "step" : "steps");
     } else {
-        printf("resumed %s: execution %lld, attempt %lld, %d steps (%d skipped: done by an "
+        printf("resumed %s: execution %lld, attempt %lld, %d %s (%d skipped: done by an "
                "earlier attempt)\n", app, (long long)outcome->execution_id,
-               (long long)outcome->attempt_id, request->step_count, outcome->skipped);
+               (long long)outcome->attempt_id, request->step_count,
+               request->step_count == 1 ? "step" : "steps", outcome->skipped);
     }
     for (int i = 0; i < outcome->vanished_count; i++)
         fprintf(stderr, "bgwf: warning: step '%s' of the previous attempt is no longer in "

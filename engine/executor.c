@@ -326,16 +326,30 @@ static void start_step(struct executor *executor, struct due_step *due)
         claim_and_execute(executor, run);
         return;
     }
+
+    /* The next check is moved a cooldown ahead before this one starts, so
+     * neither this executor nor another checks the step again meanwhile. */
+    int64_t now = clock_wall_ms();
+    int taken = 0;
+    if (store->ops->lease_check(store, run->step.step_id, now, now + run->step.cooldown_ms,
+                                &taken, &error) != 0) {
+        log_error("executor=%lld step=%s scheduling its precondition check failed: %s",
+                  (long long)executor->id, run->step.token, error);
+        free(error);
+    }
+    if (!taken) {
+        release_slot(run);
+        return;
+    }
     run->kind = RUN_CHECK;
     spawn(executor, run);
 }
 
-/* Acts on a finished precondition check: start the step, check again after
- * the cooldown, or fail the step when the check itself failed. */
+/* Acts on a finished precondition check: start the step, leave it for its
+ * next check (already a cooldown ahead), or fail it when the check itself
+ * failed. */
 static void finish_check(struct executor *executor, struct step_run *run, char *failure)
 {
-    char *error = NULL;
-
     if (failure != NULL) {
         char *reason = strncmp(failure, "precondition", 12) == 0
                            ? strbuf_dup(failure)
@@ -353,12 +367,6 @@ static void finish_check(struct executor *executor, struct step_run *run, char *
     }
     log_debug("executor=%lld step=%s precondition not met; next check in %lld ms",
               (long long)executor->id, run->step.token, (long long)run->step.cooldown_ms);
-    if (executor->store->ops->defer(executor->store, run->step.step_id,
-                                    clock_wall_ms() + run->step.cooldown_ms, &error) != 0) {
-        log_error("executor=%lld step=%s deferring its next check failed: %s",
-                  (long long)executor->id, run->step.token, error);
-        free(error);
-    }
     release_slot(run);
 }
 
@@ -564,6 +572,15 @@ static void heartbeat(struct executor *executor)
     store_free_dead(dead, dead_count);
 }
 
+/* Returns 1 when a slot already runs a check or execute of the step. */
+static int in_flight(const struct executor *executor, int64_t step_id)
+{
+    for (int i = 0; i < executor->config->max_concurrent; i++)
+        if (executor->runs[i].pid != 0 && executor->runs[i].step.step_id == step_id)
+            return 1;
+    return 0;
+}
+
 /* Starts due steps while slots are free. Returns 1 when more steps may be
  * due right now (a query filled its limit). */
 static int fill_slots(struct executor *executor)
@@ -588,7 +605,8 @@ static int fill_slots(struct executor *executor)
             continue;
         }
         for (int i = 0; i < count; i++)
-            start_step(executor, &due[i]);
+            if (!in_flight(executor, due[i].step_id))
+                start_step(executor, &due[i]);
         /* A full page of due steps that did not fill the slots (their
          * preconditions said no, or others claimed them) may hide more. */
         if (count == limit && executor->running < config->max_concurrent)

@@ -266,8 +266,12 @@ struct store_ops {
     /* Returns the step's context JSON in *json (malloc'd; the caller frees). */
     int (*load_context)(struct store *store, int64_t step_id, char **json, char **error);
 
-    /* Moves the step's next precondition check to next_check_ms. */
-    int (*defer)(struct store *store, int64_t step_id, int64_t next_check_ms, char **error);
+    /* Takes the right to check a WAITING step's precondition now: moves its
+     * next check from at or before now_ms to next_check_ms in one
+     * conditional write. Sets *taken to 0 when another executor took it
+     * first, so that checks stay a cooldown apart across executors. */
+    int (*lease_check)(struct store *store, int64_t step_id, int64_t now_ms,
+                       int64_t next_check_ms, int *taken, char **error);
 
     /* Claims a WAITING step of a RUNNING attempt for executor_id in one
      * conditional write; with app_limit > 0, only while fewer than

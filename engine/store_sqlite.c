@@ -117,8 +117,6 @@ static const char *const statement_sql[SQL_COUNT] = {
         " AND s.next_check <= ?2 AND (?4 = 0 OR s.attempt_id = ?4)"
         " ORDER BY s.next_check LIMIT ?3",
     [SQL_LOAD_CONTEXT] = "SELECT context FROM steps WHERE id = ?1",
-    [SQL_DEFER] =
-        "UPDATE steps SET next_check = ?2 WHERE id = ?1 AND status = 'WAITING'",
     [SQL_CLAIM] =
         "UPDATE steps SET status = 'RUNNING', executor_id = ?2, try = try + 1,"
         " started_at = ?3, ended_at = NULL, error = NULL"
@@ -153,6 +151,9 @@ static const char *const statement_sql[SQL_COUNT] = {
         "INSERT OR REPLACE INTO resources(execution_id, name, value, step_id, written_at)"
         " SELECT a.execution_id, ?2, ?3, s.id, ?4 FROM steps s"
         " JOIN attempts a ON a.id = s.attempt_id WHERE s.id = ?1",
+    [SQL_LEASE_CHECK] =
+        "UPDATE steps SET next_check = ?3"
+        " WHERE id = ?1 AND status = 'WAITING' AND next_check <= ?2",
     [SQL_STEP_TRIES] =
         "SELECT t.try, t.executor_id, t.started_at, t.ended_at, t.status, t.error"
         " FROM step_tries t WHERE t.step_id = ?1 ORDER BY t.try",
@@ -440,7 +441,7 @@ static const struct store_ops sqlite_ops = {
     .reap_dead = sqlite_reap_dead,
     .find_due = sqlite_find_due,
     .load_context = sqlite_load_context,
-    .defer = sqlite_defer,
+    .lease_check = sqlite_lease_check,
     .claim = sqlite_claim,
     .step_tries = sqlite_step_tries,
     .load_resources = sqlite_load_resources,

@@ -27,7 +27,6 @@ enum sql_id {
     SQL_EXECUTOR_RUNNING_STEPS,
     SQL_FIND_DUE,
     SQL_LOAD_CONTEXT,
-    SQL_DEFER,
     SQL_CLAIM,
     SQL_STEP_COMPLETE,
     SQL_STEP_FAIL,
@@ -73,6 +72,7 @@ enum sql_id {
     SQL_STEP_TRIES,
     SQL_RESOURCES_LOAD,
     SQL_RESOURCE_WRITE,
+    SQL_LEASE_CHECK,
     SQL_COUNT
 };
 
@@ -145,7 +145,8 @@ int sqlite_reap_dead(struct store *store, int64_t now_ms, int64_t timeout_ms,
 int sqlite_find_due(struct store *store, const char *app, int64_t attempt_id, int64_t now_ms,
                     int limit, struct due_step **steps, int *count, char **error);
 int sqlite_load_context(struct store *store, int64_t step_id, char **json, char **error);
-int sqlite_defer(struct store *store, int64_t step_id, int64_t next_check_ms, char **error);
+int sqlite_lease_check(struct store *store, int64_t step_id, int64_t now_ms, int64_t next_check_ms,
+                       int *taken, char **error);
 int sqlite_claim(struct store *store, int64_t step_id, int64_t executor_id, int64_t now_ms,
                  int app_limit, int *try_number, char **error);
 int sqlite_load_resources(struct store *store, int64_t execution_id,

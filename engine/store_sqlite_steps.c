@@ -68,16 +68,22 @@ int sqlite_load_context(struct store *base, int64_t step_id, char **json, char *
     return 0;
 }
 
-int sqlite_defer(struct store *base, int64_t step_id, int64_t next_check_ms, char **error)
+int sqlite_lease_check(struct store *base, int64_t step_id, int64_t now_ms, int64_t next_check_ms,
+                       int *taken, char **error)
 {
     struct sqlite_store *store = (struct sqlite_store *)base;
-    sqlite3_stmt *statement = sqlite_statement(store, SQL_DEFER, error);
+    sqlite3_stmt *statement = sqlite_statement(store, SQL_LEASE_CHECK, error);
 
+    *taken = 0;
     if (statement == NULL)
         return -1;
     sqlite3_bind_int64(statement, 1, step_id);
-    sqlite3_bind_int64(statement, 2, next_check_ms);
-    return sqlite_run(store, SQL_DEFER, error);
+    sqlite3_bind_int64(statement, 2, now_ms);
+    sqlite3_bind_int64(statement, 3, next_check_ms);
+    if (sqlite_run(store, SQL_LEASE_CHECK, error) != 0)
+        return -1;
+    *taken = sqlite3_changes(store->db) > 0;
+    return 0;
 }
 
 int sqlite_claim(struct store *base, int64_t step_id, int64_t executor_id, int64_t now_ms,

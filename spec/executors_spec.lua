@@ -5,7 +5,7 @@ local helper = require("helper")
 
 local STEP_COUNT = 40
 
--- Forty independent steps; the workflow returns nil, so every declared
+-- Forty independent steps. The workflow returns nil, so every declared
 -- step belongs to it.
 local FANOUT_WORKFLOW = [[
 return function(wf, ctx)
@@ -29,7 +29,7 @@ return {
 }
 ]]
 
--- "slow" runs until the file "release" exists; "next" runs after it.
+-- "slow" runs until the file "release" exists, and "next" runs after it.
 local HANDOFF_WORKFLOW = [[
 return function(wf, ctx)
   local slow = wf:step("slow", "wait_for_release", {
@@ -91,6 +91,54 @@ describe("bgwf executor", function()
       for _, step in ipairs(status.steps) do
         assert.are.equal("COMPLETED", step.status, step.token .. " status")
       end
+    end)
+  end)
+
+  describe("with --max-concurrent 2", function()
+    it("runs at most 2 steps at once", function()
+      project:write("workflows/limited.lua", [[
+return function(wf, ctx)
+  for i = 1, 6 do
+    wf:step("c" .. i, "overlap", { events = "@DIR@/events" }, { cooldown = 0 })
+  end
+end
+]])
+      -- Append "start TOKEN" and "end TOKEN" around a short pause. Appends
+      -- to one file are ordered, so the file replays which steps overlapped.
+      project:write("actions/overlap.lua", [[
+local function append(path, line)
+  local file = assert(io.open(path, "a"))
+  file:write(line, "\n")
+  file:close()
+end
+
+return {
+  execute = function(step, ctx)
+    append(ctx.events, "start " .. step.token)
+    os.execute("sleep 0.2")
+    append(ctx.events, "end " .. step.token)
+  end,
+}
+]])
+      assert.are.equal(0, project:run({ "submit", "limited" }).code)
+
+      project:start_executor("limited", { "--max-concurrent", "2" })
+      local status = project:wait_for_attempt({ FINISHED = true, FAILED = true })
+
+      assert.are.equal("FINISHED", status.attempt.status)
+      local events = project:lines("events")
+      assert.are.equal(12, #events)
+      local running, max_running = 0, 0
+      for _, event in ipairs(events) do
+        if event:match("^start ") then
+          running = running + 1
+        else
+          running = running - 1
+        end
+        max_running = math.max(max_running, running)
+      end
+      assert.is_true(max_running <= 2,
+        ("%d steps ran at once:\n%s"):format(max_running, table.concat(events, "\n")))
     end)
   end)
 
@@ -162,7 +210,7 @@ describe("bgwf executor", function()
       local child_pid = tonumber(project:read("started"):match("%d+"))
 
       executor:signal("TERM")
-      -- A pause, so the two signals are not merged into one delivery.
+      -- Pause so that the two signals arrive as two deliveries, not one.
       helper.sleep(1)
       assert.is_true(executor:running(), "the first SIGTERM waits for the running step")
       executor:signal("TERM")
@@ -175,6 +223,36 @@ describe("bgwf executor", function()
       assert.is_false(project:exists("finished"))
       helper.wait_until("the step's process " .. child_pid .. " is gone",
         function() return not helper.process_alive(child_pid) end, 10)
+    end)
+  end)
+
+  describe("frozen with SIGSTOP while a step runs", function()
+    it("cannot complete the step another executor failed", function()
+      write_handoff(project)
+      assert.are.equal(0, project:run({ "submit", "handoff" }).code)
+      local heartbeat = { "--heartbeat-ms", "100", "--heartbeat-timeout-ms", "1000" }
+      local first, first_id = start_slow_step(project, heartbeat)
+
+      first:signal("STOP")
+      project:start_executor("handoff", heartbeat, { name = "second_executor" })
+      local failed = project:wait_for_step("slow", "FAILED")
+      local message = helper.steps_by_token(failed).slow.error or ""
+      assert.is_truthy(message:find("executor " .. tostring(first_id), 1, true), message)
+
+      -- The step's process was never stopped: it completes and reports
+      -- success to the first executor once that one runs again.
+      project:write("release", "")
+      first:signal("CONT")
+      project:wait_for_file("finished")
+      -- Wait about 60 loop turns of the first executor, enough for it to
+      -- try its write.
+      helper.sleep(3)
+
+      local status = assert(project:status())
+      local steps = helper.steps_by_token(status)
+      assert.are.equal("FAILED", steps.slow.status)
+      assert.are.equal("WAITING", steps.next.status)
+      assert.are.equal("FAILED", status.attempt.status)
     end)
   end)
 

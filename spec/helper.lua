@@ -3,7 +3,7 @@
 -- polling `bgwf status --json` until a condition holds.
 --
 -- Every project lives in a fresh folder under /tmp. Its root is the search
--- path (BGWF_PATH) and holds bgwf.db, workflows/ and actions/. Captured
+-- path (BGWF_PATH) and contains bgwf.db, workflows/ and actions/. Captured
 -- output and process bookkeeping go to <root>/.spec/, which bgwf never reads.
 
 local json = require("dkjson")
@@ -12,7 +12,7 @@ local system = require("system")
 local helper = {}
 
 -- Seconds a wait_until call waits before it fails the test. The machine is
--- shared and noisy, so this is generous; no test asserts on durations.
+-- shared and noisy, so the deadline is generous. No test asserts on durations.
 helper.DEFAULT_DEADLINE = 60
 
 -- Seconds after which a foreground bgwf command is stopped with SIGTERM
@@ -32,7 +32,7 @@ local function spec_folder()
   return folder
 end
 
-helper.repo = spec_folder():gsub("/spec$", ""):gsub("/%./spec$", "")
+helper.repo = spec_folder():gsub("/%./", "/"):gsub("/spec$", "")
 helper.bin = os.getenv("BGWF_BIN") or (helper.repo .. "/build/bgwf")
 
 -- Quote a string for /bin/sh.
@@ -51,8 +51,8 @@ end
 
 -- Run a shell command and return its exit code.
 local function shell(command)
-  local ok, how, code = os.execute(command)
-  if how == "signal" then
+  local ok, termination, code = os.execute(command)
+  if termination == "signal" then
     return 128 + code
   end
   if ok then
@@ -223,6 +223,8 @@ Project.__index = Project
 
 -- Create an empty project in a fresh temporary folder.
 function helper.new_project()
+  assert(helper.file_exists(helper.bin),
+    "bgwf binary not found at " .. helper.bin .. ": run scripts/build, or set BGWF_BIN")
   local pipe = io.popen("mktemp -d /tmp/bgwf-spec.XXXXXX")
   local root = pipe:read("*l")
   pipe:close()
@@ -384,7 +386,8 @@ function Project:status(execution_id, opts)
   return decoded
 end
 
--- Text explaining the current state: latest status and background logs.
+-- Return text that explains the current state: the latest status and the
+-- stderr of every background process.
 function Project:describe(execution_id)
   local parts = {}
   local result = self:run({ "status", execution_id and tostring(execution_id) or nil })

@@ -123,7 +123,57 @@ describe("a precondition", function()
       local span = times[#times] - times[1]
       local polls_in_span = span / 0.05
       assert.is_true(#times * 10 < polls_in_span,
-        ("%d checks over %.3f s, which is %d polls"):format(#times, span, polls_in_span))
+        ("%d checks over %.3f s, which is %.0f polls"):format(#times, span, polls_in_span))
+    end)
+  end)
+
+  describe("that takes longer than a poll", function()
+    it("is checked once at a time", function()
+      project:write("workflows/slow_gate.lua", [[
+return function(wf, ctx)
+  return { wf:step("gated", "slow_gate", { events = "@DIR@/events" }, { cooldown = 0.5 }) }
+end
+]])
+      -- Append "begin" and "end" around a 0.3 s pause, which spans about
+      -- six polls of 50 ms, and return false.
+      project:write("actions/slow_gate.lua", [[
+local function append(path, line)
+  local file = assert(io.open(path, "a"))
+  file:write(line, "\n")
+  file:close()
+end
+
+return {
+  precondition = function(ctx)
+    append(ctx.events, "begin")
+    os.execute("sleep 0.3")
+    append(ctx.events, "end")
+    return false
+  end,
+  execute = function(step, ctx) end,
+}
+]])
+      assert.are.equal(0, project:run({ "submit", "slow_gate" }).code)
+
+      project:start_executor("slow_gate", { "--poll-ms", "50" })
+      helper.wait_until("the precondition finished 3 checks", function()
+        local ends = 0
+        for _, event in ipairs(project:lines("events")) do
+          if event == "end" then
+            ends = ends + 1
+          end
+        end
+        return ends >= 3
+      end, nil, function() return project:describe() end)
+
+      local events = project:lines("events")
+      local running, max_running = 0, 0
+      for _, event in ipairs(events) do
+        running = running + (event == "begin" and 1 or -1)
+        max_running = math.max(max_running, running)
+      end
+      assert.are.equal(1, max_running,
+        "checks of one step overlapped:\n" .. table.concat(events, "\n"))
     end)
   end)
 
@@ -137,7 +187,8 @@ describe("a precondition", function()
         function() return project:describe() end)
 
       project:write("flag", "")
-      -- About 40 polls; with a cooldown of 300 s none of them checks again.
+      -- About 40 polls happen meanwhile, and with a cooldown of 300 s none
+      -- of them checks again.
       helper.sleep(2)
 
       assert.are.equal(1, count_checks(project))
