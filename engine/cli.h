@@ -128,5 +128,7 @@ int cmd_executors(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_notify(int argc, char **argv);
 
 #endif

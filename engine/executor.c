@@ -11,10 +11,17 @@
 
 #include "clock.h"
 #include "executor.h"
+#include "json_text.h"
 #include "log.h"
 #include "luahost.h"
 #include "runner.h"
 #include "strbuf.h"
+
+/* How long a notification may run, how often it is tried, and the wait
+ * before the second try (doubling after). */
+#define DELIVERY_TIMEOUT_MS 60000
+#define DELIVERY_TRIES 3
+#define DELIVERY_BACKOFF_MS 5000
 
 /* How often running steps are checked for a cancel request, in ms. */
 #define CANCEL_CHECK_MS 250
@@ -232,11 +239,11 @@ static int spawn(struct executor *executor, struct step_run *run)
 {
     const struct executor_config *config = executor->config;
     char *error = NULL;
-    char *header = run->kind == RUN_EXECUTE
-        ? strbuf_printf("== try %d on executor %lld (pid %d, host %s) ==", run->try_number,
-                        (long long)executor->id, (int)getpid(), executor->host)
-        : strbuf_printf("== precondition check on executor %lld (pid %d, host %s) ==",
-                        (long long)executor->id, (int)getpid(), executor->host);
+    const char *what = run->kind == RUN_EXECUTE ? "try" : run->kind == RUN_CHECK
+                           ? "precondition check of try" : "delivery try";
+    char *header = strbuf_printf("== %s %d on executor %lld (pid %d, host %s) ==", what,
+                                 run->kind == RUN_CHECK ? run->try_number + 1 : run->try_number,
+                                 (long long)executor->id, (int)getpid(), executor->host);
 
     step_log_init(&run->log, config->log_dir, run->step.app, run->step.execution_id,
                   run->step.attempt_id, run->step.token, header, config->log_max_bytes);
@@ -370,6 +377,122 @@ static void finish_check(struct executor *executor, struct step_run *run, char *
     release_slot(run);
 }
 
+/* Returns the event as the JSON object that notifications receive. */
+static char *event_json(const struct event_row *event)
+{
+    struct strbuf out = STRBUF_INIT;
+
+    strbuf_appendf(&out, "{\"id\":%lld,\"type\":", (long long)event->id);
+    json_append_string(&out, event->type);
+    strbuf_appendf(&out, ",\"at\":%lld,\"app\":", (long long)event->at);
+    json_append_string(&out, event->app);
+    if (event->execution_id)
+        strbuf_appendf(&out, ",\"execution\":%lld", (long long)event->execution_id);
+    if (event->attempt_id)
+        strbuf_appendf(&out, ",\"attempt\":%lld", (long long)event->attempt_id);
+    if (event->step) {
+        strbuf_appendf(&out, ",\"step\":");
+        json_append_string(&out, event->step);
+    }
+    if (event->executor_id)
+        strbuf_appendf(&out, ",\"executor\":%lld", (long long)event->executor_id);
+    if (event->detail) {
+        strbuf_appendf(&out, ",\"detail\":");
+        json_append_string(&out, event->detail);
+    }
+    strbuf_append(&out, "}", 1);
+    return strbuf_detach(&out);
+}
+
+/* Starts notification deliveries that are due, in free slots. Each runs in
+ * a child like a step: a command under /bin/sh, or an action's execute with
+ * the event as its context. */
+static void start_deliveries(struct executor *executor)
+{
+    const struct executor_config *config = executor->config;
+
+    for (int a = 0; a < config->app_count; a++) {
+        int limit = config->max_concurrent - executor->running;
+        struct delivery *deliveries = NULL;
+        int count = 0;
+        char *error = NULL;
+
+        if (limit <= 0)
+            return;
+        if (executor->store->ops->claim_deliveries(executor->store, config->apps[a],
+                                                   executor->id, clock_wall_ms(), limit,
+                                                   &deliveries, &count, &error) != 0) {
+            log_error("executor=%lld app=%s looking for notifications to deliver failed: %s",
+                      (long long)executor->id, config->apps[a], error);
+            free(error);
+            continue;
+        }
+        for (int i = 0; i < count; i++) {
+            struct delivery *delivery = &deliveries[i];
+            struct step_run *run = free_slot(executor);
+
+            memset(run, 0, sizeof *run);
+            run->report_fd = -1;
+            run->output_fd = -1;
+            run->log.fd = -1;
+            run->kind = RUN_NOTIFY;
+            run->delivery_id = delivery->id;
+            run->delivery_try = delivery->try_number;
+            run->context = event_json(&delivery->event);
+            run->command = delivery->command;
+            run->event_type = delivery->event.type;
+            run->event_step = delivery->event.step;
+            run->step.app = delivery->event.app;
+            run->step.execution_id = delivery->event.execution_id;
+            run->step.attempt_id = delivery->event.attempt_id;
+            run->step.token = strbuf_printf("notify_%lld", (long long)delivery->id);
+            run->step.action = delivery->action ? delivery->action : strbuf_dup("command");
+            run->try_number = delivery->try_number;
+            delivery->command = NULL;
+            delivery->action = NULL;
+            delivery->event.type = NULL;
+            delivery->event.step = NULL;
+            delivery->event.app = NULL;
+            if (spawn(executor, run) == 0) {
+                run->timeout_mono = run->started_mono + DELIVERY_TIMEOUT_MS;
+                log_info("executor=%lld app=%s delivering event %lld (%s) try=%d pid=%d",
+                         (long long)executor->id, run->step.app, (long long)delivery->event.id,
+                         run->event_type, run->delivery_try, (int)run->pid);
+            }
+        }
+        store_free_deliveries(deliveries, count);
+    }
+}
+
+/* Records how a delivery went; a failed one is tried again later, up to
+ * DELIVERY_TRIES times, and never fails the workflow. */
+static void finish_delivery(struct executor *executor, struct step_run *run, const char *failure)
+{
+    int64_t retry_at = 0;
+    char *error = NULL;
+
+    if (failure == NULL) {
+        log_info("executor=%lld app=%s delivered %s notification %lld",
+                 (long long)executor->id, run->step.app, run->event_type,
+                 (long long)run->delivery_id);
+    } else if (run->delivery_try < DELIVERY_TRIES) {
+        retry_at = clock_wall_ms() + DELIVERY_BACKOFF_MS * (1LL << (run->delivery_try - 1));
+        log_warn("executor=%lld app=%s notification %lld (%s) failed on try %d, will retry: %s",
+                 (long long)executor->id, run->step.app, (long long)run->delivery_id,
+                 run->event_type, run->delivery_try, failure);
+    } else {
+        log_error("executor=%lld app=%s notification %lld (%s) failed %d times, giving up: %s",
+                  (long long)executor->id, run->step.app, (long long)run->delivery_id,
+                  run->event_type, run->delivery_try, failure);
+    }
+    if (executor->store->ops->finish_delivery(executor->store, run->delivery_id, failure == NULL,
+                                              retry_at, failure, &error) != 0) {
+        log_error("executor=%lld recording notification %lld failed: %s",
+                  (long long)executor->id, (long long)run->delivery_id, error);
+        free(error);
+    }
+}
+
 static struct step_run *find_run(struct executor *executor, pid_t pid)
 {
     for (int i = 0; i < executor->config->max_concurrent; i++)
@@ -387,6 +510,12 @@ static void finish_run(struct executor *executor, struct step_run *run)
     if (run->kind == RUN_CHECK) {
         finish_check(executor, run, failure);
         free(failure);
+        return;
+    }
+    if (run->kind == RUN_NOTIFY) {
+        finish_delivery(executor, run, failure);
+        free(failure);
+        release_slot(run);
         return;
     }
     if (failure == NULL) {
@@ -497,9 +626,11 @@ static void enforce_deadlines(struct executor *executor)
             continue;
         if (run->timeout_mono != 0 && now >= run->timeout_mono && run->kill_reason == NULL) {
             int64_t limit = run->kind == RUN_CHECK ? executor->config->precondition_timeout_ms
-                                                   : run->step.timeout_ms;
-            char *reason = strbuf_printf("%s timed out after %.3g s",
-                                         run->kind == RUN_CHECK ? "precondition" : "step",
+                            : run->kind == RUN_NOTIFY ? DELIVERY_TIMEOUT_MS
+                                                      : run->step.timeout_ms;
+            const char *what = run->kind == RUN_CHECK ? "precondition"
+                               : run->kind == RUN_NOTIFY ? "notification" : "step";
+            char *reason = strbuf_printf("%s timed out after %.3g s", what,
                                          (double)limit / 1000.0);
             log_warn("executor=%lld app=%s execution=%lld step=%s %s: sending SIGTERM, SIGKILL "
                      "in %d ms", (long long)executor->id, run->step.app,
@@ -736,6 +867,10 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
 
         if (config->only_attempt && attempt_ended(&executor, &finished))
             attempt_done = 1;
+        /* Deliveries start even after the attempt of bgwf run ended, so
+         * that its SUCCESS or FAILURE notification goes out before exit. */
+        if (executor.stop_signals == 0 && !executor.store_failing)
+            start_deliveries(&executor);
         if ((executor.stop_signals > 0 || attempt_done) && executor.running == 0 &&
             (executor.update_count == 0 || executor.stop_signals >= 2))
             break;

@@ -21,6 +21,8 @@ static const char main_help[] =
     "  wait ID         block until the execution's attempt ends\n"
     "  graph ID        the DAG in Graphviz DOT, coloured by status\n"
     "  logs ID [STEP]  what the steps wrote, interleaved by time\n"
+    "  events          stored events: starts, successes, failures, dead executors\n"
+    "  notify APP      deliver APP's events to a command or an action\n"
     "  revert ID STEP  mark a finished step REVERTED so the next attempt runs it\n"
     "  complete ID STEP  mark a step MANUALLY_COMPLETED so it does not run\n"
     "  shutdown ID     stop starting steps of the running attempt; resume later\n"
@@ -50,6 +52,8 @@ static const struct command commands[] = {
     { "wait", cmd_wait },
     { "graph", cmd_graph },
     { "logs", cmd_logs },
+    { "events", cmd_events },
+    { "notify", cmd_notify },
     { "revert", cmd_revert },
     { "complete", cmd_complete },
     { "shutdown", cmd_shutdown },

@@ -68,8 +68,31 @@ static void limit_memory(int64_t max_memory)
         setrlimit(RLIMIT_AS, &limit);
 }
 
+/* Replaces the child with /bin/sh running the notification command, the
+ * event's JSON on stdin and its fields in BGWF_* variables. */
+static void exec_command(const struct step_run *run, int input_fd)
+{
+    char number[32];
+
+    dup2(input_fd, STDIN_FILENO);
+    close(input_fd);
+    setenv("BGWF_EVENT_JSON", run->context, 1);
+    setenv("BGWF_APP", run->step.app, 1);
+    snprintf(number, sizeof number, "%lld", (long long)run->step.execution_id);
+    setenv("BGWF_EXECUTION", number, 1);
+    snprintf(number, sizeof number, "%lld", (long long)run->step.attempt_id);
+    setenv("BGWF_ATTEMPT", number, 1);
+    setenv("BGWF_EVENT", run->event_type, 1);
+    if (run->event_step)
+        setenv("BGWF_STEP", run->event_step, 1);
+    execl("/bin/sh", "sh", "-c", run->command, (char *)NULL);
+    int saved = errno;
+    fprintf(stderr, "bgwf: running /bin/sh for the notification failed: %s\n", strerror(saved));
+    _exit(127);
+}
+
 static void run_child(lua_State *L, struct step_run *run, int report_fd, int output_fd,
-                      pid_t executor_pid)
+                      int input_fd, pid_t executor_pid)
 {
     struct step_info info = {
         .token = run->step.token,
@@ -93,6 +116,10 @@ static void run_child(lua_State *L, struct step_run *run, int report_fd, int out
         _exit(1);
     reset_child_signals();
     redirect_standard_streams(output_fd);
+    if (run->kind == RUN_NOTIFY && run->command) {
+        close(report_fd);
+        exec_command(run, input_fd);
+    }
     close_inherited_descriptors(report_fd);
     limit_memory(run->step.max_memory);
     log_set_role(run->kind == RUN_CHECK ? "precondition" : "step");
@@ -105,13 +132,38 @@ static void run_child(lua_State *L, struct step_run *run, int report_fd, int out
     _exit(rc == 0 ? 0 : 1);
 }
 
+/* Creates the pipe that feeds a notification command its event on stdin.
+ * The event text is small, so it fits in the pipe before the child runs. */
+static int prepare_input(const struct step_run *run, int input[2], char **error)
+{
+    input[0] = input[1] = -1;
+    if (run->kind != RUN_NOTIFY || run->command == NULL)
+        return 0;
+    if (pipe2(input, O_CLOEXEC) != 0) {
+        int saved = errno;
+        *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
+        return -1;
+    }
+    size_t length = strlen(run->context);
+    ssize_t written = write(input[1], run->context, length < 60000 ? length : 60000);
+    (void)written;
+    close(input[1]);
+    input[1] = -1;
+    return 0;
+}
+
 int runner_spawn(lua_State *L, struct step_run *run, char **error)
 {
-    int report[2], output[2];
+    int report[2], output[2], input[2];
     pid_t pid;
+
+    if (prepare_input(run, input, error) != 0)
+        return -1;
 
     if (pipe2(report, O_CLOEXEC) != 0) {
         int saved = errno;
+        if (input[0] >= 0)
+            close(input[0]);
         *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
         return -1;
     }
@@ -119,6 +171,8 @@ int runner_spawn(lua_State *L, struct step_run *run, char **error)
         int saved = errno;
         close(report[0]);
         close(report[1]);
+        if (input[0] >= 0)
+            close(input[0]);
         *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
         return -1;
     }
@@ -132,19 +186,23 @@ int runner_spawn(lua_State *L, struct step_run *run, char **error)
         close(report[1]);
         close(output[0]);
         close(output[1]);
+        if (input[0] >= 0)
+            close(input[0]);
         *error = strbuf_printf("fork failed: %s", strerror(saved));
         return -1;
     }
     if (pid == 0) {
         close(report[0]);
         close(output[0]);
-        run_child(L, run, report[1], output[1], executor_pid);
+        run_child(L, run, report[1], output[1], input[0], executor_pid);
     }
 
     /* Both sides set the group so that a kill right after fork reaches it. */
     setpgid(pid, pid);
     close(report[1]);
     close(output[1]);
+    if (input[0] >= 0)
+        close(input[0]);
     fcntl(report[0], F_SETFL, fcntl(report[0], F_GETFL) | O_NONBLOCK);
     fcntl(output[0], F_SETFL, fcntl(output[0], F_GETFL) | O_NONBLOCK);
     run->pid = pid;
@@ -321,12 +379,21 @@ char *runner_finish(struct step_run *run)
 
     if (run->kill_reason)
         return strbuf_dup(run->kill_reason);
+    if (run->kind == RUN_NOTIFY && run->command) {
+        if (WIFEXITED(run->wait_status) && WEXITSTATUS(run->wait_status) == 0)
+            return NULL;
+        if (WIFEXITED(run->wait_status))
+            return strbuf_printf("the notification command exited with status %d",
+                                 WEXITSTATUS(run->wait_status));
+        return strbuf_printf("the notification command was killed by signal SIG%s",
+                             sigabbrev_np(WTERMSIG(run->wait_status)));
+    }
     if (run->outcome == OUTCOME_FAILURE)
         return explain_memory(run, strbuf_dup(run->failure));
     if (run->kind == RUN_CHECK &&
         (run->outcome == OUTCOME_READY || run->outcome == OUTCOME_NOT_READY))
         return NULL;
-    if (run->kind == RUN_EXECUTE && run->outcome == OUTCOME_SUCCESS &&
+    if (run->kind != RUN_CHECK && run->outcome == OUTCOME_SUCCESS &&
         WIFEXITED(run->wait_status) && WEXITSTATUS(run->wait_status) == 0)
         return NULL;
     if (run->outcome == OUTCOME_SUCCESS) {
@@ -388,6 +455,9 @@ void runner_reset(struct step_run *run, enum run_kind kind)
 
 void runner_release(struct step_run *run)
 {
+    free(run->command);
+    free(run->event_type);
+    free(run->event_step);
     if (run->output_fd >= 0)
         close(run->output_fd);
     step_log_close(&run->log);

@@ -22,6 +22,8 @@ enum run_outcome {
 enum run_kind {
     RUN_CHECK,             /* the child runs the action's precondition */
     RUN_EXECUTE,           /* the child runs execute(step, ctx) */
+    RUN_NOTIFY,            /* the child delivers an event: a command, or an action's
+                            * execute with the event as its context */
 };
 
 /* One step running in a child process, owned by the executor. */
@@ -49,11 +51,18 @@ struct step_run {
     int snapshot_count;
     struct resource *written;   /* resources the child set, newest value per name */
     int written_count;
+    int64_t delivery_id;   /* RUN_NOTIFY: the delivery being made */
+    int delivery_try;
+    char *command;         /* RUN_NOTIFY: shell command to run, or NULL for an action */
+    char *event_type;      /* RUN_NOTIFY: the event's type */
+    char *event_step;      /* RUN_NOTIFY: the token of the step it is about, or NULL */
     int64_t started_mono;
 };
 
 /* Forks a child that runs the precondition or execute (run->kind) of the
- * step's action with run->context and reports over a pipe; its stdout and
+ * step's action with run->context and reports over a pipe (for RUN_NOTIFY
+ * with run->command, it runs the command under /bin/sh with run->context on
+ * its stdin instead); its stdout and
  * stderr go over a second pipe into run->log, which the caller prepared
  * with step_log_init. Its stdin is /dev/null. In the child,
  * every descriptor above 2 except the pipe is closed, so it never uses the

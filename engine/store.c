@@ -114,3 +114,39 @@ void store_free_resources(struct resource *resources, int count)
     }
     free(resources);
 }
+
+void store_free_event(struct event_row *event)
+{
+    free(event->type);
+    free(event->app);
+    free(event->step);
+    free(event->detail);
+}
+
+void store_free_events(struct event_row *rows, int count)
+{
+    for (int i = 0; i < count; i++)
+        store_free_event(&rows[i]);
+    free(rows);
+}
+
+void store_free_subscriptions(struct subscription_row *rows, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(rows[i].app);
+        free(rows[i].events);
+        free(rows[i].command);
+        free(rows[i].action);
+    }
+    free(rows);
+}
+
+void store_free_deliveries(struct delivery *deliveries, int count)
+{
+    for (int i = 0; i < count; i++) {
+        store_free_event(&deliveries[i].event);
+        free(deliveries[i].command);
+        free(deliveries[i].action);
+    }
+    free(deliveries);
+}

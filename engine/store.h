@@ -128,6 +128,46 @@ struct step_edge {
     int to;                /* the step that waits */
 };
 
+/* One stored event (bgwf events) and, for deliveries, what to notify. */
+struct event_row {
+    int64_t id;
+    int64_t at;
+    char *type;            /* START, SUCCESS, FAILURE, SHUTDOWN, INTERNAL_ERROR,
+                            * STEP_FAILURE, STEP_SUCCESS, DIED_UNCLEAN */
+    char *app;
+    int64_t execution_id;  /* 0 when none */
+    int64_t attempt_id;    /* 0 when none */
+    char *step;            /* NULL when the event is not about one step */
+    int64_t executor_id;   /* 0 when none */
+    char *detail;          /* NULL when none */
+};
+
+struct event_filter {
+    const char *app;       /* NULL: any */
+    int64_t after_id;      /* only events with a larger id */
+    int64_t since_ms;      /* only events at or after this time; 0: any */
+    int limit;
+};
+
+/* A subscription of bgwf notify. */
+struct subscription_row {
+    int64_t id;
+    char *app;
+    char *events;          /* comma-separated event types */
+    char *command;         /* NULL unless it runs a command */
+    char *action;          /* NULL unless it runs an action */
+    int64_t created_at;
+};
+
+/* An event to deliver to one subscription, claimed by an executor. */
+struct delivery {
+    int64_t id;
+    int try_number;
+    struct event_row event;
+    char *command;
+    char *action;
+};
+
 /* A running step whose execution was cancelled. */
 struct cancelled_step {
     int64_t step_id;
@@ -334,6 +374,29 @@ struct store_ops {
     int (*cancelled_steps)(struct store *store, int64_t executor_id,
                            struct cancelled_step **steps, int *count, char **error);
 
+    /* Stores an event that the executor noticed itself (INTERNAL_ERROR),
+     * with the deliveries to its subscribers. */
+    int (*record_event)(struct store *store, const struct event_row *event, char **error);
+    int (*list_events)(struct store *store, const struct event_filter *filter,
+                       struct event_row **rows, int *count, char **error);
+
+    /* bgwf notify: subscribe app's events (a comma-separated list of types)
+     * to a command or an action; list; remove. */
+    int (*subscribe)(struct store *store, const char *app, const char *events,
+                     const char *command, const char *action, int64_t *id, char **error);
+    int (*list_subscriptions)(struct store *store, const char *app,
+                              struct subscription_row **rows, int *count, char **error);
+    int (*unsubscribe)(struct store *store, const char *app, int64_t id, char **error);
+
+    /* Claims up to limit due deliveries of events of app for executor_id. */
+    int (*claim_deliveries)(struct store *store, const char *app, int64_t executor_id,
+                            int64_t now_ms, int limit, struct delivery **deliveries,
+                            int *count, char **error);
+    /* Records how a claimed delivery went: delivered, to be tried again at
+     * retry_at_ms (when not 0), or failed for good. */
+    int (*finish_delivery)(struct store *store, int64_t delivery_id, int delivered,
+                           int64_t retry_at_ms, const char *error_text, char **error);
+
     /* Listings for the commands. Free the arrays with the matching
      * store_free_* function. */
     int (*list_executions)(struct store *store, const struct execution_filter *filter,
@@ -364,6 +427,10 @@ void store_free_status(struct status_report *report);
 void store_free_outcome(struct submit_outcome *outcome);
 void store_free_tries(struct step_try *tries, int count);
 void store_free_resources(struct resource *resources, int count);
+void store_free_event(struct event_row *event);
+void store_free_events(struct event_row *rows, int count);
+void store_free_subscriptions(struct subscription_row *rows, int count);
+void store_free_deliveries(struct delivery *deliveries, int count);
 void store_free_changes(struct change_report *report);
 void store_free_executions(struct execution_row *rows, int count);
 void store_free_attempts(struct attempt_row *rows, int count);

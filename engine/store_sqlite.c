@@ -53,6 +53,20 @@ static const char schema_sql[] =
     "  execution_id INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,"
     "  step_id INTEGER NOT NULL, written_at INTEGER NOT NULL,"
     "  PRIMARY KEY(execution_id, name)) WITHOUT ROWID;"
+    "CREATE TABLE events("
+    "  id INTEGER PRIMARY KEY, at INTEGER NOT NULL, type TEXT NOT NULL,"
+    "  app_id INTEGER NOT NULL, execution_id INTEGER, attempt_id INTEGER, step_token TEXT,"
+    "  executor_id INTEGER, detail TEXT);"
+    "CREATE INDEX events_by_app ON events(app_id, id);"
+    "CREATE TABLE subscriptions("
+    "  id INTEGER PRIMARY KEY, app_id INTEGER NOT NULL, events TEXT NOT NULL,"
+    "  command TEXT, action TEXT, created_at INTEGER NOT NULL);"
+    "CREATE INDEX subscriptions_by_app ON subscriptions(app_id);"
+    "CREATE TABLE deliveries("
+    "  id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL, subscription_id INTEGER NOT NULL,"
+    "  app_id INTEGER NOT NULL, status TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0,"
+    "  next_at INTEGER NOT NULL, executor_id INTEGER, error TEXT);"
+    "CREATE INDEX deliveries_due ON deliveries(app_id, next_at) WHERE status = 'PENDING';"
     "CREATE TABLE step_tries("
     "  step_id INTEGER NOT NULL, try INTEGER NOT NULL, executor_id INTEGER,"
     "  started_at INTEGER, ended_at INTEGER, status TEXT NOT NULL, error TEXT,"
@@ -154,6 +168,50 @@ static const char *const statement_sql[SQL_COUNT] = {
     [SQL_LEASE_CHECK] =
         "UPDATE steps SET next_check = ?3"
         " WHERE id = ?1 AND status = 'WAITING' AND next_check <= ?2",
+    [SQL_EVENT_FOR_STEP] =
+        "INSERT INTO events(at, type, app_id, execution_id, attempt_id, step_token,"
+        " executor_id, detail) SELECT ?2, ?3, s.app_id, a.execution_id, s.attempt_id, s.token,"
+        " ?4, ?5 FROM steps s JOIN attempts a ON a.id = s.attempt_id WHERE s.id = ?1",
+    [SQL_EVENT_FOR_ATTEMPT] =
+        "INSERT INTO events(at, type, app_id, execution_id, attempt_id, detail)"
+        " SELECT ?2, ?3, app_id, execution_id, id, ?4 FROM attempts WHERE id = ?1",
+    [SQL_EVENT_INSERT] =
+        "INSERT INTO events(at, type, app_id, execution_id, attempt_id, step_token,"
+        " executor_id, detail) SELECT ?1, ?2, id, nullif(?4, 0), nullif(?5, 0), ?6,"
+        " nullif(?7, 0), ?8 FROM applications WHERE name = ?3",
+    [SQL_DELIVERIES_QUEUE] =
+        "INSERT INTO deliveries(event_id, subscription_id, app_id, status, next_at)"
+        " SELECT e.id, s.id, e.app_id, 'PENDING', e.at FROM events e"
+        " JOIN subscriptions s ON s.app_id = e.app_id"
+        " WHERE e.id = ?1 AND instr(',' || s.events || ',', ',' || e.type || ',') > 0",
+    [SQL_EVENTS_LIST] =
+        "SELECT e.id, e.at, e.type, ap.name, e.execution_id, e.attempt_id, e.step_token,"
+        " e.executor_id, e.detail FROM events e JOIN applications ap ON ap.id = e.app_id"
+        " WHERE (?1 IS NULL OR ap.name = ?1) AND e.id > ?2 AND e.at >= ?3"
+        " ORDER BY e.id LIMIT ?4",
+    [SQL_SUBSCRIBE] =
+        "INSERT INTO subscriptions(app_id, events, command, action, created_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [SQL_SUBSCRIPTIONS_LIST] =
+        "SELECT s.id, ap.name, s.events, s.command, s.action, s.created_at"
+        " FROM subscriptions s JOIN applications ap ON ap.id = s.app_id"
+        " WHERE ap.name = ?1 ORDER BY s.id",
+    [SQL_UNSUBSCRIBE] =
+        "DELETE FROM subscriptions WHERE id = ?2"
+        " AND app_id = (SELECT id FROM applications WHERE name = ?1)",
+    [SQL_DELIVERIES_DUE] =
+        "SELECT d.id, d.tries, e.id, e.at, e.type, ap.name, e.execution_id, e.attempt_id,"
+        " e.step_token, e.executor_id, e.detail, s.command, s.action"
+        " FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " JOIN subscriptions s ON s.id = d.subscription_id"
+        " JOIN applications ap ON ap.id = d.app_id"
+        " WHERE d.app_id = (SELECT id FROM applications WHERE name = ?1)"
+        " AND d.status = 'PENDING' AND d.next_at <= ?2 ORDER BY d.next_at LIMIT ?3",
+    [SQL_DELIVERY_CLAIM] =
+        "UPDATE deliveries SET status = 'RUNNING', executor_id = ?2, tries = tries + 1"
+        " WHERE id = ?1 AND status = 'PENDING'",
+    [SQL_DELIVERY_FINISH] =
+        "UPDATE deliveries SET status = ?2, next_at = ?3, error = ?4 WHERE id = ?1",
     [SQL_STEP_TRIES] =
         "SELECT t.try, t.executor_id, t.started_at, t.ended_at, t.status, t.error"
         " FROM step_tries t WHERE t.step_id = ?1 ORDER BY t.try",
@@ -445,6 +503,13 @@ static const struct store_ops sqlite_ops = {
     .claim = sqlite_claim,
     .step_tries = sqlite_step_tries,
     .load_resources = sqlite_load_resources,
+    .record_event = sqlite_record_event,
+    .list_events = sqlite_list_events,
+    .subscribe = sqlite_subscribe,
+    .list_subscriptions = sqlite_list_subscriptions,
+    .unsubscribe = sqlite_unsubscribe,
+    .claim_deliveries = sqlite_claim_deliveries,
+    .finish_delivery = sqlite_finish_delivery,
     .apply_updates = sqlite_apply_updates,
     .attempt_status = sqlite_attempt_status,
     .has_work = sqlite_has_work,

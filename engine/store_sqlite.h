@@ -73,6 +73,17 @@ enum sql_id {
     SQL_RESOURCES_LOAD,
     SQL_RESOURCE_WRITE,
     SQL_LEASE_CHECK,
+    SQL_EVENT_FOR_STEP,
+    SQL_EVENT_FOR_ATTEMPT,
+    SQL_EVENT_INSERT,
+    SQL_DELIVERIES_QUEUE,
+    SQL_EVENTS_LIST,
+    SQL_SUBSCRIBE,
+    SQL_SUBSCRIPTIONS_LIST,
+    SQL_UNSUBSCRIBE,
+    SQL_DELIVERIES_DUE,
+    SQL_DELIVERY_CLAIM,
+    SQL_DELIVERY_FINISH,
     SQL_COUNT
 };
 
@@ -110,6 +121,27 @@ int sqlite_settle_attempt(struct sqlite_store *store, int64_t attempt_id, int64_
 /* Steps a statement expected to return one row and reads column 0 as an
  * integer. Returns 0, 1 when there was no row, or -1 with *error set. */
 int sqlite_query_int64(struct sqlite_store *store, enum sql_id id, int64_t *value, char **error);
+
+/* Stores an event about a step, or about an attempt, inside the open
+ * transaction, with the deliveries its subscriptions need. */
+int sqlite_step_event(struct sqlite_store *store, const char *type, int64_t step_id,
+                      int64_t executor_id, const char *detail, int64_t at_ms, char **error);
+int sqlite_attempt_event(struct sqlite_store *store, const char *type, int64_t attempt_id,
+                         const char *detail, int64_t at_ms, char **error);
+
+int sqlite_record_event(struct store *store, const struct event_row *event, char **error);
+int sqlite_list_events(struct store *store, const struct event_filter *filter,
+                       struct event_row **rows, int *count, char **error);
+int sqlite_subscribe(struct store *store, const char *app, const char *events,
+                     const char *command, const char *action, int64_t *id, char **error);
+int sqlite_list_subscriptions(struct store *store, const char *app,
+                              struct subscription_row **rows, int *count, char **error);
+int sqlite_unsubscribe(struct store *store, const char *app, int64_t id, char **error);
+int sqlite_claim_deliveries(struct store *store, const char *app, int64_t executor_id,
+                            int64_t now_ms, int limit, struct delivery **deliveries, int *count,
+                            char **error);
+int sqlite_finish_delivery(struct store *store, int64_t delivery_id, int delivered,
+                           int64_t retry_at_ms, const char *error_text, char **error);
 
 int sqlite_submit(struct store *store, const struct submit_request *request,
                   struct submit_outcome *outcome, char **error);

@@ -100,6 +100,13 @@ static int fail_steps_of(struct sqlite_store *store, struct dead_executor *dead,
             capacity = capacity ? capacity * 2 : 8;
             updates = realloc(updates, (size_t)capacity * sizeof *updates);
         }
+        if (sqlite_step_event(store, "DIED_UNCLEAN", sqlite3_column_int64(statement, 0), dead->id,
+                              reason, now_ms, error) != 0) {
+            sqlite3_reset(statement);
+            free(updates);
+            free(reason);
+            return -1;
+        }
         updates[count] = (struct step_update){
             .kind = UPDATE_FAILED,
             .step_id = sqlite3_column_int64(statement, 0),

@@ -199,7 +199,9 @@ static int record_completed(struct sqlite_store *store, struct step_update *upda
         update->lost = 1;
         return 0;
     }
-    if (record_try(store, update->step_id, "COMPLETED", error) != 0)
+    if (record_try(store, update->step_id, "COMPLETED", error) != 0 ||
+        sqlite_step_event(store, "STEP_SUCCESS", update->step_id, update->executor_id, NULL,
+                          update->at_ms, error) != 0)
         return -1;
     for (int i = 0; i < update->resource_count; i++) {
         statement = sqlite_statement(store, SQL_RESOURCE_WRITE, error);
@@ -275,10 +277,18 @@ static int record_failed(struct sqlite_store *store, struct step_update *update,
     }
     if (record_try(store, update->step_id, "FAILED", error) != 0)
         return -1;
+    int will_retry = update->try_number <= retries;
+    char *detail = strbuf_printf("%s%s", will_retry ? "will be retried: " : "",
+                                 update->error ? update->error : "failed");
+    rc = sqlite_step_event(store, "STEP_FAILURE", update->step_id, update->executor_id, detail,
+                           update->at_ms, error);
+    free(detail);
+    if (rc != 0)
+        return -1;
 
     /* A try left: the step waits for its backoff and runs again in this
      * attempt; its last error stays visible meanwhile. */
-    if (update->try_number <= retries) {
+    if (will_retry) {
         statement = sqlite_statement(store, SQL_STEP_RETRY, error);
         if (statement == NULL)
             return -1;
@@ -365,6 +375,10 @@ int sqlite_settle_attempt(struct sqlite_store *store, int64_t attempt_id, int64_
     sqlite3_bind_text(statement, 2, ending, -1, SQLITE_STATIC);
     sqlite3_bind_int64(statement, 3, now_ms);
     if (sqlite_run(store, SQL_ATTEMPT_END, error) != 0)
+        return -1;
+    const char *event = strcmp(ending, "FINISHED") == 0 ? "SUCCESS"
+                        : strcmp(ending, "FAILED") == 0 ? "FAILURE" : "SHUTDOWN";
+    if (sqlite_attempt_event(store, event, attempt_id, NULL, now_ms, error) != 0)
         return -1;
     if (strcmp(ending, "FINISHED") == 0) {
         statement = sqlite_statement(store, SQL_EXECUTION_COMPLETE, error);

@@ -270,6 +270,9 @@ int sqlite_submit(struct store *base, const struct submit_request *request,
 
     if (insert_steps(store, request, app_id, outcome->attempt_id, step_ids, error) != 0)
         goto fail;
+    if (sqlite_attempt_event(store, "START", outcome->attempt_id,
+                             previous_attempt ? "resumed" : NULL, now, error) != 0)
+        goto fail;
     if (previous_attempt) {
         outcome->resumed = 1;
         if (carry_over(store, outcome->attempt_id, previous_attempt, outcome, error) != 0)
