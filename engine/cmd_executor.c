@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "executor.h"
 #include "log.h"
+#include "luahost.h"
 #include "names.h"
 #include "step_log.h"
 #include "strbuf.h"
@@ -29,7 +30,9 @@
     "  --log-dir DIR              step logs go to DIR/APP/EXECUTION/ATTEMPT/STEP.log\n"     \
     "                             (default: bgwf-logs beside the database)\n"                \
     "  --log-max-bytes N          cap each try's step log at N bytes (default 64 MiB;\n"    \
-    "                             0: no cap)\n"
+    "                             0: no cap)\n"                                              \
+    "  --precondition-timeout-ms MS  fail a step whose precondition runs longer\n"          \
+    "                             (default 30000)\n"
 
 static const char executor_help[] =
     "Usage: bgwf executor --apps A,B [options]\n"
@@ -60,6 +63,7 @@ static const char run_help[] =
     "  --scope S                  as for bgwf submit\n"
     "  --context JSON             as for bgwf submit (@FILE reads a file)\n"
     "  --new-execution            as for bgwf submit\n"
+    "  --build-timeout S          as for bgwf submit\n"
     EXECUTOR_TUNING_HELP
     "                             (--poll-ms default 200)\n"
     CLI_COMMON_HELP
@@ -80,6 +84,8 @@ enum {
     OPTION_APP_LIMIT,
     OPTION_LOG_DIR,
     OPTION_LOG_MAX_BYTES,
+    OPTION_BUILD_TIMEOUT,
+    OPTION_PRECONDITION_TIMEOUT,
 };
 
 static const struct option executor_options[] = {
@@ -96,6 +102,8 @@ static const struct option executor_options[] = {
     { "app-limit", required_argument, NULL, OPTION_APP_LIMIT },
     { "log-dir", required_argument, NULL, OPTION_LOG_DIR },
     { "log-max-bytes", required_argument, NULL, OPTION_LOG_MAX_BYTES },
+    { "build-timeout", required_argument, NULL, OPTION_BUILD_TIMEOUT },
+    { "precondition-timeout-ms", required_argument, NULL, OPTION_PRECONDITION_TIMEOUT },
     CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
 };
@@ -108,6 +116,7 @@ struct parsed {
     const char *scope;
     const char *context;
     int new_execution;
+    int build_timeout_s;
     struct app_limit *limits;
 };
 
@@ -223,6 +232,18 @@ static int parse(const char *command, int argc, char **argv, struct parsed *pars
             parsed->new_execution = 1;
             rc = is_run ? CLI_CONTINUE : -1;
             break;
+        case OPTION_BUILD_TIMEOUT:
+            rc = is_run ? parse_number(command, "--build-timeout", optarg, 1, 86400,
+                                       &parsed->build_timeout_s)
+                        : -1;
+            break;
+        case OPTION_PRECONDITION_TIMEOUT: {
+            int milliseconds;
+            rc = parse_number(command, "--precondition-timeout-ms", optarg, 10, 86400000,
+                              &milliseconds);
+            config->precondition_timeout_ms = milliseconds;
+            break;
+        }
         case OPTION_LOG_DIR:
             parsed->config.log_dir = optarg;
             rc = *optarg ? CLI_CONTINUE : cli_usage_error(command, "--log-dir needs a folder");
@@ -269,6 +290,7 @@ static void parsed_init(struct parsed *parsed, int poll_ms)
     parsed->config.precondition_timeout_ms = DEFAULT_PRECONDITION_TIMEOUT_MS;
     parsed->config.kill_grace_ms = DEFAULT_KILL_GRACE_MS;
     parsed->config.log_max_bytes = DEFAULT_LOG_MAX_BYTES;
+    parsed->build_timeout_s = 60;
 }
 
 static void parsed_free(struct parsed *parsed)
@@ -350,6 +372,8 @@ int cmd_run(int argc, char **argv)
         parsed.config.log_dir = default_log_dir;
     lua_State *L = cli_open_lua(&parsed.common);
     rc = EXIT_FAILED;
+    if (L)
+        luahost_set_build_timeout(L, (int64_t)parsed.build_timeout_s * 1000);
     if (L && cli_submit(&parsed.common, &store, L, app, parsed.scope, context,
                         parsed.new_execution, &execution_id, &attempt_id) == EXIT_OK) {
         const char *apps[] = { app };

@@ -22,6 +22,8 @@ static const char submit_help[] =
     "  --context JSON     the context passed to the workflow function; @FILE reads it\n"
     "                     from a file (default: an empty object)\n"
     "  --new-execution    start a new execution even when the last one is INCOMPLETE\n"
+    "  --build-timeout S  stop running the workflow file's code after S seconds\n"
+    "                     (default 60)\n"
     CLI_COMMON_HELP
     "\n"
     "Exit status: 0 when stored, 1 when the workflow is invalid or the store failed,\n"
@@ -117,6 +119,7 @@ int cmd_submit(int argc, char **argv)
         { "scope", required_argument, NULL, 's' },
         { "context", required_argument, NULL, 'c' },
         { "new-execution", no_argument, NULL, 'n' },
+        { "build-timeout", required_argument, NULL, 'b' },
         CLI_COMMON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
@@ -125,6 +128,7 @@ int cmd_submit(int argc, char **argv)
     char *context = NULL;
     int64_t execution_id, attempt_id;
     int option, rc, new_execution = 0;
+    int64_t build_timeout_s = 60;
 
     cli_common_init(&common);
     opterr = 0;
@@ -138,6 +142,11 @@ int cmd_submit(int argc, char **argv)
             break;
         case 'n':
             new_execution = 1;
+            break;
+        case 'b':
+            if (cli_parse_int(optarg, 1, 86400, &build_timeout_s) != 0)
+                return cli_usage_error("submit", "invalid --build-timeout '%s': use whole "
+                                       "seconds from 1 to 86400", optarg);
             break;
         default:
             rc = cli_common_option("submit", option, optarg, &common, submit_help);
@@ -163,6 +172,8 @@ int cmd_submit(int argc, char **argv)
     lua_State *L = cli_open_lua(&common);
     struct store *store = NULL;
     rc = EXIT_FAILED;
+    if (L)
+        luahost_set_build_timeout(L, build_timeout_s * 1000);
     if (L)
         rc = cli_submit(&common, &store, L, app, scope, context, new_execution, &execution_id,
                         &attempt_id);

@@ -189,6 +189,28 @@ static struct step_run *free_slot(struct executor *executor)
     return NULL;
 }
 
+/* Stores an INTERNAL_ERROR event about run's step, for subscribers. */
+static void record_internal_error(struct executor *executor, const struct step_run *run,
+                                  const char *text)
+{
+    struct event_row event = {
+        .type = "INTERNAL_ERROR",
+        .app = run->step.app,
+        .execution_id = run->step.execution_id,
+        .attempt_id = run->step.attempt_id,
+        .step = run->step.token,
+        .executor_id = executor->id,
+        .detail = (char *)text,
+    };
+    char *error = NULL;
+
+    if (executor->store->ops->record_event(executor->store, &event, &error) != 0) {
+        log_error("executor=%lld recording an INTERNAL_ERROR event failed: %s",
+                  (long long)executor->id, error);
+        free(error);
+    }
+}
+
 static void fail_without_running(struct executor *executor, struct step_run *run,
                                  const char *error)
 {
@@ -251,6 +273,7 @@ static int spawn(struct executor *executor, struct step_run *run)
 
     if (runner_spawn(executor->L, run, &error) != 0) {
         char *reason = strbuf_printf("starting the step process failed: %s", error);
+        record_internal_error(executor, run, reason);
         if (run->kind == RUN_EXECUTE)
             fail_without_running(executor, run, reason);
         else
@@ -289,6 +312,7 @@ static void claim_and_execute(struct executor *executor, struct step_run *run)
                                              &run->snapshot, &run->snapshot_count,
                                              &error) != 0) {
         char *reason = strbuf_printf("loading the execution's resources failed: %s", error);
+        record_internal_error(executor, run, reason);
         fail_without_running(executor, run, reason);
         free(reason);
         free(error);
@@ -317,6 +341,7 @@ static void start_step(struct executor *executor, struct due_step *due)
     if (store->ops->load_context(store, run->step.step_id, &run->context, &error) != 0) {
         log_error("executor=%lld step=%s loading its context failed: %s",
                   (long long)executor->id, run->step.token, error);
+        record_internal_error(executor, run, error);
         free(error);
         release_slot(run);
         return;
