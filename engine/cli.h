@@ -80,6 +80,10 @@ struct store *cli_open_store(const struct cli_common *common);
  * and returns NULL on failure. */
 lua_State *cli_open_lua(const struct cli_common *common);
 
+/* Runs the bgwf command line (argv[1] is the command) and returns the
+ * process exit status. */
+int cli_main(int argc, char **argv);
+
 /* The commands: each takes its own argv (argv[0] is the command name) and
  * returns the process exit status. */
 int cmd_submit(int argc, char **argv);

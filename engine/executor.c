@@ -184,7 +184,7 @@ static void report_unrecorded(struct executor *executor)
 static struct step_run *free_slot(struct executor *executor)
 {
     for (int i = 0; i < executor->config->max_concurrent; i++)
-        if (executor->runs[i].pid == 0)
+        if (executor->runs[i].pid == 0 && !executor->runs[i].launch_pending)
             return &executor->runs[i];
     return NULL;
 }
@@ -298,8 +298,9 @@ static int spawn(struct executor *executor, struct step_run *run)
     return 0;
 }
 
-/* Claims the step in run and starts its execute child. */
-static void claim_and_execute(struct executor *executor, struct step_run *run)
+/* Claims the step in run and starts its execute child, or with deferred
+ * marks it to start once the caller's batch commits. */
+static void claim_and_execute(struct executor *executor, struct step_run *run, int deferred)
 {
     if (!claim(executor, run)) {
         release_slot(run);
@@ -319,12 +320,16 @@ static void claim_and_execute(struct executor *executor, struct step_run *run)
         release_slot(run);
         return;
     }
-    spawn(executor, run);
+    if (deferred)
+        run->launch_pending = 1;
+    else
+        spawn(executor, run);
 }
 
-/* Starts a due step: its precondition first, in a child of its own, when
- * the action has one. Takes ownership of the strings in due. */
-static void start_step(struct executor *executor, struct due_step *due)
+/* Prepares a due step inside the caller's batch: claims it, or takes its
+ * precondition check when the action has one, and marks the slot to start
+ * once the batch commits. Takes ownership of the strings in due. */
+static void prepare_step(struct executor *executor, struct due_step *due)
 {
     struct store *store = executor->store;
     struct step_run *run = free_slot(executor);
@@ -355,7 +360,7 @@ static void start_step(struct executor *executor, struct due_step *due)
         return;
     }
     if (!has_precondition) {
-        claim_and_execute(executor, run);
+        claim_and_execute(executor, run, 1);
         return;
     }
 
@@ -374,7 +379,7 @@ static void start_step(struct executor *executor, struct due_step *due)
         return;
     }
     run->kind = RUN_CHECK;
-    spawn(executor, run);
+    run->launch_pending = 1;
 }
 
 /* Acts on a finished precondition check: start the step, leave it for its
@@ -394,7 +399,7 @@ static void finish_check(struct executor *executor, struct step_run *run, char *
     }
     if (run->outcome == OUTCOME_READY) {
         runner_reset(run, RUN_EXECUTE);
-        claim_and_execute(executor, run);
+        claim_and_execute(executor, run, 0);
         return;
     }
     log_debug("executor=%lld step=%s precondition not met; next check in %lld ms",
@@ -728,11 +733,28 @@ static void heartbeat(struct executor *executor)
     store_free_dead(dead, dead_count);
 }
 
+/* Starts the children of the slots prepare_step marked, or releases them
+ * when their batch did not commit. */
+static void launch_prepared(struct executor *executor, int committed)
+{
+    for (int i = 0; i < executor->config->max_concurrent; i++) {
+        struct step_run *run = &executor->runs[i];
+        if (!run->launch_pending)
+            continue;
+        run->launch_pending = 0;
+        if (committed)
+            spawn(executor, run);
+        else
+            release_slot(run);
+    }
+}
+
 /* Returns 1 when a slot already runs a check or execute of the step. */
 static int in_flight(const struct executor *executor, int64_t step_id)
 {
     for (int i = 0; i < executor->config->max_concurrent; i++)
-        if (executor->runs[i].pid != 0 && executor->runs[i].step.step_id == step_id)
+        if ((executor->runs[i].pid != 0 || executor->runs[i].launch_pending) &&
+            executor->runs[i].step.step_id == step_id)
             return 1;
     return 0;
 }
@@ -760,9 +782,25 @@ static int fill_slots(struct executor *executor)
             free(error);
             continue;
         }
+        /* One transaction holds the page's claims and check leases; the
+         * children start only after it committed, so none runs unclaimed. */
+        if (store->ops->batch_begin(store, &error) != 0) {
+            log_error("executor=%lld app=%s starting a claim batch failed: %s",
+                      (long long)executor->id, config->apps[a], error);
+            free(error);
+            store_free_due(due, count);
+            continue;
+        }
         for (int i = 0; i < count; i++)
             if (!in_flight(executor, due[i].step_id))
-                start_step(executor, &due[i]);
+                prepare_step(executor, &due[i]);
+        int committed = store->ops->batch_end(store, 1, &error) == 0;
+        if (!committed) {
+            log_error("executor=%lld app=%s committing the claims failed; the steps stay "
+                      "WAITING: %s", (long long)executor->id, config->apps[a], error);
+            free(error);
+        }
+        launch_prepared(executor, committed);
         /* A full page of due steps that did not fill the slots (their
          * preconditions said no, or others claimed them) may hide more. */
         if (count == limit && executor->running < config->max_concurrent)

@@ -45,11 +45,18 @@ int frame_write(int fd, enum frame_type type, const char *payload, size_t length
     return 0;
 }
 
+/* One call reads at most this much, so that a chatty child cannot make the
+ * executor buffer without bound before the frames are handled. */
+#define READ_LIMIT (256 * 1024)
+
 int frame_read_available(struct frame_reader *reader, int fd)
 {
     int got_bytes = 0;
+    size_t read_total = 0;
 
     for (;;) {
+        if (read_total >= READ_LIMIT)
+            return 2;
         if (reader->consumed > 0 && reader->consumed == reader->length) {
             reader->consumed = 0;
             reader->length = 0;
@@ -66,6 +73,7 @@ int frame_read_available(struct frame_reader *reader, int fd)
                              reader->capacity - reader->length);
         if (count > 0) {
             reader->length += (size_t)count;
+            read_total += (size_t)count;
             got_bytes = 1;
             continue;
         }

@@ -32,9 +32,11 @@ struct frame_reader {
  * with errno set. */
 int frame_write(int fd, enum frame_type type, const char *payload, size_t length);
 
-/* Reads what is available on the non-blocking fd into reader. Returns 1 when
- * bytes arrived, 0 at end of file, -1 when nothing is available now (EAGAIN)
- * and -2 on a read error (errno set). */
+/* Reads what is available on the non-blocking fd into reader, at most
+ * 256 KiB a call. Returns 1 when bytes arrived and none are left, 2 when it
+ * stopped at the limit with more possibly waiting, 0 at end of file, -1
+ * when nothing is available now (EAGAIN) and -2 on a read error (errno
+ * set). */
 int frame_read_available(struct frame_reader *reader, int fd);
 
 /* Takes the next whole frame out of reader. Returns 1 and sets *type,

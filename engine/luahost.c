@@ -21,9 +21,39 @@ static const char action_cache_key[] = "bgwf.action_cache";
 static const char json_key[] = "bgwf.json";
 static const char builder_key[] = "bgwf.builder";
 
-/* Deadline of the running precondition, on the monotonic clock; read by
- * the count hook. The executor runs one precondition at a time. */
-static int64_t precondition_deadline;
+/* Deadline of the workflow build in progress, on the monotonic clock; read
+ * by the count hook. A process builds one workflow at a time. */
+static int64_t build_deadline;
+
+static const char build_timeout_key[] = "bgwf.build_timeout_ms";
+
+#define DEFAULT_BUILD_TIMEOUT_MS 60000
+
+static void build_deadline_hook(lua_State *L, lua_Debug *info)
+{
+    if (clock_mono_ms() > build_deadline) {
+        lua_pushliteral(L, "building the workflow took longer than its limit (--build-timeout)");
+        lua_error(L);
+    }
+}
+
+void luahost_set_build_timeout(lua_State *L, int64_t timeout_ms)
+{
+    lua_pushinteger(L, (lua_Integer)timeout_ms);
+    lua_setfield(L, LUA_REGISTRYINDEX, build_timeout_key);
+}
+
+/* Limits the Lua code run from now on to the build timeout. */
+static void start_build_clock(lua_State *L)
+{
+    int64_t timeout_ms = DEFAULT_BUILD_TIMEOUT_MS;
+
+    if (lua_getfield(L, LUA_REGISTRYINDEX, build_timeout_key) == LUA_TNUMBER)
+        timeout_ms = (int64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    build_deadline = clock_mono_ms() + timeout_ms;
+    lua_sethook(L, build_deadline_hook, LUA_MASKCOUNT, 10000);
+}
 
 static char *pop_error(lua_State *L)
 {
@@ -62,13 +92,16 @@ static int load_embedded(lua_State *L)
     return 1;
 }
 
-static void install_embedded(lua_State *L)
+void luahost_preload_modules(lua_State *L)
 {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     for (int i = 0; bgwf_embedded_modules[i].name; i++) {
-        lua_pushinteger(L, i);
-        lua_pushcclosure(L, load_embedded, 1);
-        lua_setfield(L, -2, bgwf_embedded_modules[i].name);
+        if (lua_getfield(L, -1, bgwf_embedded_modules[i].name) == LUA_TNIL) {
+            lua_pushinteger(L, i);
+            lua_pushcclosure(L, load_embedded, 1);
+            lua_setfield(L, -3, bgwf_embedded_modules[i].name);
+        }
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
 }
@@ -109,7 +142,11 @@ lua_State *luahost_open(const char *search_path, char **error)
         return NULL;
     }
     luaL_openlibs(L);
-    install_embedded(L);
+    luahost_preload_modules(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_bgwf);
+    lua_setfield(L, -2, "bgwf");
+    lua_pop(L, 1);
     lua_pushstring(L, search_path);
     lua_setfield(L, LUA_REGISTRYINDEX, search_path_key);
     lua_newtable(L);
@@ -156,6 +193,23 @@ static int check_action_table(lua_State *L, const char *name, const char *path, 
     return 0;
 }
 
+/* Registers the native action of actions/NAME.so when that file is on the
+ * search path. Returns 1 when it was loaded, 0 when there is no such file,
+ * and -1 with *error set when loading it failed. [-0, +0, m] */
+static int load_shared_object(lua_State *L, const char *name, char **error)
+{
+    char *path = NULL, *missing = NULL;
+    int rc;
+
+    if (names_find_file(search_path(L), "actions", "action", name, ".so", &path, &missing) != 0) {
+        free(missing);
+        return 0;
+    }
+    rc = native_load_module(L, name, path, error) == 0 ? 1 : -1;
+    free(path);
+    return rc;
+}
+
 int luahost_push_action(lua_State *L, const char *name, char **error)
 {
     char *path = NULL;
@@ -172,6 +226,16 @@ int luahost_push_action(lua_State *L, const char *name, char **error)
         lua_setfield(L, -3, name);
         lua_remove(L, -2);
         return 0;
+    }
+    switch (load_shared_object(L, name, error)) {
+    case 1:
+        native_push_action(L, name);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+        lua_remove(L, -2);
+        return 0;
+    case -1:
+        goto fail;
     }
     if (names_find_file(search_path(L), "actions", "action", name, ".lua", &path, error) != 0)
         goto fail;
@@ -219,6 +283,12 @@ int luahost_check_action(lua_State *L, const char *name, char **error)
         lua_pop(L, 1);
         return 0;
     }
+    switch (load_shared_object(L, name, error)) {
+    case 1:
+        return 0;
+    case -1:
+        return -1;
+    }
     if (names_find_file(search_path(L), "actions", "action", name, ".lua", &path, error) != 0)
         return -1;
     if (luaL_loadfile(L, path) != LUA_OK) {
@@ -254,6 +324,29 @@ static int push_decoded(lua_State *L, const char *json, char **error)
     return 0;
 }
 
+static int64_t field_integer(lua_State *L, int index, const char *key)
+{
+    lua_getfield(L, index, key);
+    int64_t value = (int64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return value;
+}
+
+/* Reads the policy table of the step table at the top of the stack. */
+static void read_policy(lua_State *L, struct step_policy *policy)
+{
+    lua_getfield(L, -1, "policy");
+    policy->retries = (int)field_integer(L, -1, "retries");
+    policy->backoff_initial_ms = field_integer(L, -1, "backoff_initial_ms");
+    lua_getfield(L, -1, "backoff_factor");
+    policy->backoff_factor = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    policy->backoff_max_ms = field_integer(L, -1, "backoff_max_ms");
+    policy->timeout_ms = field_integer(L, -1, "timeout_ms");
+    policy->max_memory = field_integer(L, -1, "max_memory");
+    lua_pop(L, 1);
+}
+
 static char *field_string(lua_State *L, int index, const char *key)
 {
     lua_getfield(L, index, key);
@@ -262,9 +355,7 @@ static char *field_string(lua_State *L, int index, const char *key)
     return value;
 }
 
-/* Copies the list that builder.build returned (top of the stack) into
- * request. */
-static void read_steps(lua_State *L, struct submit_request *request)
+void luahost_read_steps(lua_State *L, struct submit_request *request)
 {
     int count = (int)luaL_len(L, -1);
 
@@ -279,6 +370,7 @@ static void read_steps(lua_State *L, struct submit_request *request)
         lua_getfield(L, -1, "cooldown_ms");
         step->cooldown_ms = (int64_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
+        read_policy(L, &step->policy);
         lua_getfield(L, -1, "deps");
         step->dep_count = (int)luaL_len(L, -1);
         step->deps = calloc((size_t)step->dep_count + 1, sizeof *step->deps);
@@ -291,7 +383,7 @@ static void read_steps(lua_State *L, struct submit_request *request)
     }
 }
 
-static int check_actions(lua_State *L, const struct submit_request *request, char **error)
+int luahost_check_steps(lua_State *L, const struct submit_request *request, char **error)
 {
     for (int i = 0; i < request->step_count; i++) {
         const char *action = request->steps[i].action;
@@ -335,6 +427,7 @@ int luahost_build(lua_State *L, const char *app, const char *scope, const char *
         free(message);
         goto done;
     }
+    start_build_clock(L);
     if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
         char *message = pop_error(L);
         *error = strbuf_printf("workflow '%s' failed to load: %s", app, message);
@@ -364,10 +457,11 @@ int luahost_build(lua_State *L, const char *app, const char *scope, const char *
         free(message);
         goto done;
     }
-    read_steps(L, request);
-    rc = check_actions(L, request, error);
+    luahost_read_steps(L, request);
+    rc = luahost_check_steps(L, request, error);
 
 done:
+    lua_sethook(L, NULL, 0, 0);
     lua_settop(L, top);
     free(path);
     return rc;
@@ -387,56 +481,49 @@ void luahost_free_request(struct submit_request *request)
     request->step_count = 0;
 }
 
-static void deadline_hook(lua_State *L, lua_Debug *info)
+int luahost_has_precondition(lua_State *L, const char *name, char **error)
 {
-    if (clock_mono_ms() > precondition_deadline)
-        luaL_error(L, "precondition timed out");
+    int kind;
+
+    if (luahost_push_action(L, name, error) != 0)
+        return -1;
+    kind = lua_getfield(L, -1, "precondition");
+    lua_pop(L, 2);
+    return kind != LUA_TNIL;
 }
 
-int luahost_precondition(lua_State *L, const char *action, const char *context_json,
-                         int64_t timeout_ms, int *ready, char **error)
+int luahost_check(lua_State *L, const char *action, const char *context_json, int report_fd)
 {
-    int top = lua_gettop(L);
-    int rc = -1;
-    char *message = NULL;
+    char *error = NULL;
+    int sent;
 
-    *ready = 0;
-    if (luahost_push_action(L, action, error) != 0)
-        return -1;
-    if (lua_getfield(L, -1, "precondition") == LUA_TNIL) {
-        *ready = 1;
-        lua_settop(L, top);
-        return 0;
-    }
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, LUAHOST_CHILD_PROCESS_KEY);
     lua_pushcfunction(L, traceback_handler);
-    lua_insert(L, -2);
-    if (push_decoded(L, context_json, &message) != 0) {
-        *error = strbuf_printf("the stored context is not valid JSON: %s", message);
-        free(message);
-        goto done;
+    if (luahost_push_action(L, action, &error) != 0)
+        goto failed;
+    lua_getfield(L, -1, "precondition");
+    lua_remove(L, -2);
+    if (push_decoded(L, context_json, &error) != 0) {
+        char *message = strbuf_printf("the stored context is not valid JSON: %s", error);
+        free(error);
+        error = message;
+        goto failed;
     }
-
-    precondition_deadline = clock_mono_ms() + timeout_ms;
-    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 10000);
-    int status = lua_pcall(L, 1, 1, -3);
-    lua_sethook(L, NULL, 0, 0);
-    if (status != LUA_OK) {
-        message = pop_error(L);
-        if (strstr(message, "precondition timed out") != NULL)
-            *error = strbuf_printf("precondition of action '%s' timed out after %lld ms",
-                                   action, (long long)timeout_ms);
-        else
-            *error = strbuf_printf("precondition of action '%s' raised an error: %s", action,
-                                   message);
+    if (lua_pcall(L, 1, 1, -3) != LUA_OK) {
+        char *message = pop_error(L);
+        error = strbuf_printf("precondition raised an error: %s", message);
         free(message);
-        goto done;
+        goto failed;
     }
-    *ready = lua_toboolean(L, -1);
-    rc = 0;
+    if (lua_toboolean(L, -1))
+        return frame_write(report_fd, FRAME_READY, "", 0);
+    return frame_write(report_fd, FRAME_NOT_READY, "", 0);
 
-done:
-    lua_settop(L, top);
-    return rc;
+failed:
+    sent = frame_write(report_fd, FRAME_FAILURE, error, strlen(error));
+    free(error);
+    return sent;
 }
 
 int luahost_execute(lua_State *L, const struct step_info *info, const char *context_json,
@@ -445,6 +532,8 @@ int luahost_execute(lua_State *L, const struct step_info *info, const char *cont
     char *error = NULL;
     int sent;
 
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, LUAHOST_CHILD_PROCESS_KEY);
     lua_pushcfunction(L, traceback_handler);
     if (luahost_push_action(L, info->action, &error) != 0)
         goto failed;

@@ -10,14 +10,26 @@
 #include "step_object.h"
 #include "store.h"
 
+/* Registry key set to true in a process forked to run execute or a
+ * precondition, where the store must not be opened. */
+#define LUAHOST_CHILD_PROCESS_KEY "bgwf.child_process"
+
 /* Creates a Lua state with the standard libraries, the embedded bgwf
- * modules, the built-in native actions and search_path (':'-separated
- * folders) for actions and workflows. Returns NULL with *error set (malloc'd)
- * on failure. Close it with lua_close. */
+ * modules and the C module "bgwf" in package.preload, the native actions
+ * (built-in and added) and search_path (':'-separated folders) for actions
+ * and workflows. Returns NULL with *error set (malloc'd) on failure. Close
+ * it with lua_close. */
 lua_State *luahost_open(const char *search_path, char **error);
 
-/* Pushes the action table { execute, precondition } of name: a native action
- * of that name, else actions/NAME.lua from the search path, loaded once and
+/* Adds the embedded Lua modules (bgwf.builder, bgwf.json,
+ * bgwf.preconditions, ...) to package.preload of L, keeping any entry that
+ * is already there. Stack: [-0, +0, m]. */
+void luahost_preload_modules(lua_State *L);
+
+/* Pushes the action table { execute, precondition } of name, looked up in
+ * this order: a native action registered in the state (built-in or added
+ * by the host program), else actions/NAME.so from the search path, else
+ * actions/NAME.lua from the search path. The table is loaded once and
  * cached. Returns 0 with the table pushed, or -1 with nothing pushed and
  * *error set. Stack: [-0, +(1|0), m]. */
 int luahost_push_action(lua_State *L, const char *name, char **error);
@@ -33,14 +45,31 @@ int luahost_check_action(lua_State *L, const char *name, char **error);
 int luahost_build(lua_State *L, const char *app, const char *scope, const char *context_json,
                   struct submit_request *request, char **error);
 
+/* Copies the list of steps that bgwf.builder's build returned, at the top
+ * of L's stack, into request, whose steps the caller frees with
+ * luahost_free_request. Stack: [-0, +0, m]. */
+void luahost_read_steps(lua_State *L, struct submit_request *request);
+
+/* Checks with luahost_check_action that every action request names exists
+ * on L's search path. Returns 0, or -1 with *error naming the first step
+ * whose action is missing or broken. */
+int luahost_check_steps(lua_State *L, const struct submit_request *request, char **error);
+
 void luahost_free_request(struct submit_request *request);
 
-/* Runs the precondition of action with the decoded context, for at most
- * timeout_ms. Sets *ready to 1 when it returned a true value or the action
- * has none. Returns 0, or -1 with *error set when it raised, timed out or
- * the context could not be decoded. */
-int luahost_precondition(lua_State *L, const char *action, const char *context_json,
-                         int64_t timeout_ms, int *ready, char **error);
+/* Sets how long luahost_build may run the workflow file's code (default
+ * 60 s); past it, the build fails with a message naming --build-timeout. */
+void luahost_set_build_timeout(lua_State *L, int64_t timeout_ms);
+
+/* Returns 1 when action name has a precondition, 0 when it has none, and -1
+ * with *error set when the action cannot be loaded. */
+int luahost_has_precondition(lua_State *L, const char *name, char **error);
+
+/* Runs the precondition of action with the decoded context in this
+ * process, which must be a step's child, and reports FRAME_READY,
+ * FRAME_NOT_READY or FRAME_FAILURE to report_fd. Returns 0 when the
+ * outcome was sent, -1 when the pipe failed. */
+int luahost_check(lua_State *L, const char *action, const char *context_json, int report_fd);
 
 /* Runs execute(step, ctx) of info->action in this process, which must be a
  * step's child, and reports the outcome to report_fd as a FRAME_SUCCESS or
@@ -48,5 +77,8 @@ int luahost_precondition(lua_State *L, const char *action, const char *context_j
  * pipe failed. */
 int luahost_execute(lua_State *L, const struct step_info *info, const char *context_json,
                     int report_fd);
+
+/* Opens the bgwf Lua module (engine/lua_module.c). Stack: [-0, +1, m]. */
+int luaopen_bgwf(lua_State *L);
 
 #endif

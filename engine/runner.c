@@ -324,7 +324,7 @@ int runner_read(struct step_run *run)
         run->report_fd = -1;
         return 1;
     }
-    return 0;
+    return rc == 2 ? 2 : 0;
 }
 
 static char *describe_exit(const struct step_run *run)
@@ -366,9 +366,12 @@ char *runner_finish(struct step_run *run)
         /* The child is gone; whatever it wrote is already in the pipe. A
          * grandchild that inherited the pipe can keep it open, so read what
          * is there without waiting for end of file. */
-        runner_read(run);
-        close(run->report_fd);
-        run->report_fd = -1;
+        while (runner_read(run) == 2)
+            continue;
+        if (run->report_fd >= 0) {
+            close(run->report_fd);
+            run->report_fd = -1;
+        }
     }
     runner_read_output(run);
     if (run->output_fd >= 0) {

@@ -51,6 +51,7 @@ struct step_run {
     int snapshot_count;
     struct resource *written;   /* resources the child set, newest value per name */
     int written_count;
+    int launch_pending;    /* claimed or leased in a batch not yet committed */
     int64_t delivery_id;   /* RUN_NOTIFY: the delivery being made */
     int delivery_try;
     char *command;         /* RUN_NOTIFY: shell command to run, or NULL for an action */
@@ -71,8 +72,9 @@ struct step_run {
  * with *error set. */
 int runner_spawn(lua_State *L, struct step_run *run, char **error);
 
-/* Reads and handles whatever frames the child has sent. Returns 1 when the
- * pipe reached end of file or failed (the descriptor is then closed), else 0. */
+/* Reads and handles the frames the child has sent, up to 256 KiB. Returns 1
+ * when the pipe reached end of file or failed (the descriptor is then
+ * closed), 2 when more may be waiting, else 0. */
 int runner_read(struct step_run *run);
 
 /* Copies whatever the child wrote to stdout or stderr into its step log. */

@@ -265,6 +265,12 @@ struct store_ops {
 
     void (*close)(struct store *store);
 
+    /* Groups the calls between them into one write transaction, so that a
+     * loop turn's claims cost one commit. batch_end commits (commit = 1) or
+     * rolls back; a failed commit rolls back and returns -1. */
+    int (*batch_begin)(struct store *store, char **error);
+    int (*batch_end)(struct store *store, int commit, char **error);
+
     /* Stores the whole workflow in one transaction. When the newest
      * execution of (app, scope) is INCOMPLETE (and new_execution is 0) it
      * adds an attempt to it: steps that an earlier attempt finished are

@@ -87,6 +87,9 @@ static const char *const statement_sql[SQL_COUNT] = {
     [SQL_BEGIN] = "BEGIN IMMEDIATE",
     [SQL_COMMIT] = "COMMIT",
     [SQL_ROLLBACK] = "ROLLBACK",
+    [SQL_SAVEPOINT] = "SAVEPOINT bgwf_nested",
+    [SQL_RELEASE] = "RELEASE bgwf_nested",
+    [SQL_ROLLBACK_SAVEPOINT] = "ROLLBACK TO bgwf_nested",
     [SQL_APP_INSERT] = "INSERT OR IGNORE INTO applications(name) VALUES (?1)",
     [SQL_APP_ID] = "SELECT id FROM applications WHERE name = ?1",
     [SQL_LIVE_ATTEMPT] =
@@ -102,7 +105,8 @@ static const char *const statement_sql[SQL_COUNT] = {
         " retries, backoff_initial_ms, backoff_factor, backoff_max_ms, timeout_ms, max_memory)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [SQL_DEPENDENCY_INSERT] =
-        "INSERT INTO dependencies(depends_on, step_id) VALUES (?1, ?2)",
+        "INSERT OR IGNORE INTO dependencies(depends_on, step_id) VALUES (?1, ?2)",
+    [SQL_PENDING_DECREMENT] = "UPDATE steps SET pending = pending - 1 WHERE id = ?1",
     [SQL_EXECUTOR_INSERT] =
         "INSERT INTO executors(host, pid, apps, status, started_at, heartbeat_at)"
         " VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?4)",
@@ -361,24 +365,70 @@ static int run_simple(struct sqlite_store *store, enum sql_id id, char **error)
     return sqlite_run(store, id, error);
 }
 
+/* Inside an open transaction, a begin opens a savepoint instead, so that
+ * an operation can run within the executor's batch and still roll back
+ * alone. */
 int sqlite_begin(struct sqlite_store *store, char **error)
 {
-    return run_simple(store, SQL_BEGIN, error);
+    if (store->depth > 0) {
+        if (run_simple(store, SQL_SAVEPOINT, error) != 0)
+            return -1;
+        store->depth++;
+        return 0;
+    }
+    if (run_simple(store, SQL_BEGIN, error) != 0)
+        return -1;
+    store->depth = 1;
+    return 0;
 }
 
 int sqlite_commit(struct sqlite_store *store, char **error)
 {
-    return run_simple(store, SQL_COMMIT, error);
+    if (store->depth > 1) {
+        if (run_simple(store, SQL_RELEASE, error) != 0)
+            return -1;
+        store->depth--;
+        return 0;
+    }
+    if (run_simple(store, SQL_COMMIT, error) != 0)
+        return -1;
+    store->depth = 0;
+    return 0;
 }
 
 void sqlite_rollback(struct sqlite_store *store)
 {
     char *ignored = NULL;
 
+    if (store->depth > 1) {
+        run_simple(store, SQL_ROLLBACK_SAVEPOINT, &ignored);
+        free(ignored);
+        ignored = NULL;
+        run_simple(store, SQL_RELEASE, &ignored);
+        free(ignored);
+        store->depth--;
+        return;
+    }
+    store->depth = 0;
     if (sqlite3_get_autocommit(store->db))
         return;
     run_simple(store, SQL_ROLLBACK, &ignored);
     free(ignored);
+}
+
+static int sqlite_batch_begin(struct store *base, char **error)
+{
+    return sqlite_begin((struct sqlite_store *)base, error);
+}
+
+static int sqlite_batch_end(struct store *base, int commit, char **error)
+{
+    struct sqlite_store *store = (struct sqlite_store *)base;
+
+    if (commit && sqlite_commit(store, error) == 0)
+        return 0;
+    sqlite_rollback(store);
+    return commit ? -1 : 0;
 }
 
 int sqlite_query_int64(struct sqlite_store *store, enum sql_id id, int64_t *value, char **error)
@@ -492,6 +542,8 @@ static void sqlite_close(struct store *base)
 static const struct store_ops sqlite_ops = {
     .backend = "sqlite",
     .close = sqlite_close,
+    .batch_begin = sqlite_batch_begin,
+    .batch_end = sqlite_batch_end,
     .submit = sqlite_submit,
     .executor_register = sqlite_executor_register,
     .executor_heartbeat = sqlite_executor_heartbeat,
@@ -549,10 +601,21 @@ struct store *store_sqlite_open(const char *path, char **error)
     }
     /* Concurrent executors wait for each other's short write transactions. */
     sqlite3_busy_timeout(store->db, 10000);
-    if (sqlite3_exec(store->db,
-                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-                     "PRAGMA foreign_keys = OFF;",
-                     NULL, NULL, &message) != SQLITE_OK) {
+    /* Switching a new file to WAL takes a lock that the busy handler does
+     * not wait for, so processes that open a new file at once retry here. */
+    for (int tries = 0;; tries++) {
+        rc = sqlite3_exec(store->db,
+                          "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                          "PRAGMA foreign_keys = OFF;",
+                          NULL, NULL, &message);
+        if (rc == SQLITE_OK)
+            break;
+        if ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && tries < 200) {
+            sqlite3_free(message);
+            message = NULL;
+            sqlite3_sleep(50);
+            continue;
+        }
         *error = strbuf_printf("cannot open database '%s': %s", path, message);
         sqlite3_free(message);
         goto fail;

@@ -11,6 +11,9 @@ enum sql_id {
     SQL_BEGIN,
     SQL_COMMIT,
     SQL_ROLLBACK,
+    SQL_SAVEPOINT,
+    SQL_RELEASE,
+    SQL_ROLLBACK_SAVEPOINT,
     SQL_APP_INSERT,
     SQL_APP_ID,
     SQL_LIVE_ATTEMPT,
@@ -73,6 +76,7 @@ enum sql_id {
     SQL_RESOURCES_LOAD,
     SQL_RESOURCE_WRITE,
     SQL_LEASE_CHECK,
+    SQL_PENDING_DECREMENT,
     SQL_EVENT_FOR_STEP,
     SQL_EVENT_FOR_ATTEMPT,
     SQL_EVENT_INSERT,
@@ -92,6 +96,7 @@ struct sqlite_store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *statements[SQL_COUNT];
+    int depth;             /* open transaction plus nested savepoints */
 };
 
 /* Returns the prepared statement for id, reset and with no bindings, or NULL
@@ -104,7 +109,8 @@ char *sqlite_error(struct sqlite_store *store, const char *what);
 /* Runs a statement that returns no rows. Returns 0, or -1 with *error set. */
 int sqlite_run(struct sqlite_store *store, enum sql_id id, char **error);
 
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Rollback ignores errors. */
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK, or a savepoint and its release or
+ * rollback when a transaction is already open. Rollback ignores errors. */
 int sqlite_begin(struct sqlite_store *store, char **error);
 int sqlite_commit(struct sqlite_store *store, char **error);
 void sqlite_rollback(struct sqlite_store *store);

@@ -75,17 +75,14 @@ static int insert_returning_id(struct sqlite_store *store, enum sql_id id, int64
     return 0;
 }
 
-static int count_distinct(const int *values, int count)
+static int release_duplicate(struct sqlite_store *store, int64_t step_id, char **error)
 {
-    int distinct = 0;
+    sqlite3_stmt *statement = sqlite_statement(store, SQL_PENDING_DECREMENT, error);
 
-    for (int i = 0; i < count; i++) {
-        int seen = 0;
-        for (int j = 0; j < i && !seen; j++)
-            seen = values[j] == values[i];
-        distinct += !seen;
-    }
-    return distinct;
+    if (statement == NULL)
+        return -1;
+    sqlite3_bind_int64(statement, 1, step_id);
+    return sqlite_run(store, SQL_PENDING_DECREMENT, error);
 }
 
 static int insert_steps(struct sqlite_store *store, const struct submit_request *request,
@@ -101,7 +98,7 @@ static int insert_steps(struct sqlite_store *store, const struct submit_request 
         sqlite3_bind_int64(statement, 2, app_id);
         sqlite3_bind_text(statement, 3, step->token, -1, SQLITE_STATIC);
         sqlite3_bind_text(statement, 4, step->action, -1, SQLITE_STATIC);
-        sqlite3_bind_int(statement, 5, count_distinct(step->deps, step->dep_count));
+        sqlite3_bind_int(statement, 5, step->dep_count);
         sqlite3_bind_int64(statement, 6, step->cooldown_ms);
         sqlite3_bind_text(statement, 7, step->context, -1, SQLITE_STATIC);
         sqlite3_bind_int(statement, 8, step->policy.retries);
@@ -124,14 +121,16 @@ static int insert_steps(struct sqlite_store *store, const struct submit_request 
                                        step->token, dep);
                 return -1;
             }
-            if (count_distinct(step->deps, d + 1) == count_distinct(step->deps, d))
-                continue;
             sqlite3_stmt *statement = sqlite_statement(store, SQL_DEPENDENCY_INSERT, error);
             if (statement == NULL)
                 return -1;
             sqlite3_bind_int64(statement, 1, step_ids[dep]);
             sqlite3_bind_int64(statement, 2, step_ids[i]);
             if (sqlite_run(store, SQL_DEPENDENCY_INSERT, error) != 0)
+                return -1;
+            /* A dependency listed twice counts once. */
+            if (sqlite3_changes(store->db) == 0 &&
+                release_duplicate(store, step_ids[i], error) != 0)
                 return -1;
         }
     }
