@@ -73,8 +73,8 @@ static void print_changes(const struct change_report *report)
         printf("execution %lld: %s -> %s\n", (long long)report->execution_id,
                report->execution_from, report->execution_to);
     if (report->running_steps > 0)
-        printf("execution %lld: %d steps still running\n", (long long)report->execution_id,
-               report->running_steps);
+        printf("execution %lld: %d %s still running\n", (long long)report->execution_id,
+               report->running_steps, report->running_steps == 1 ? "step" : "steps");
 }
 
 static int run_operation(enum operation operation, int argc, char **argv)

@@ -106,6 +106,9 @@ static const char *const statement_sql[SQL_COUNT] = {
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [SQL_DEPENDENCY_INSERT] =
         "INSERT OR IGNORE INTO dependencies(depends_on, step_id) VALUES (?1, ?2)",
+    [SQL_NEWEST_SIBLING] =
+        "SELECT max(n.id) FROM executions n JOIN executions e"
+        " ON n.app_id = e.app_id AND n.scope IS e.scope WHERE e.id = ?1",
     [SQL_PENDING_DECREMENT] = "UPDATE steps SET pending = pending - 1 WHERE id = ?1",
     [SQL_EXECUTOR_INSERT] =
         "INSERT INTO executors(host, pid, apps, status, started_at, heartbeat_at)"

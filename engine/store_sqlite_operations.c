@@ -181,8 +181,22 @@ static int revert_in_transaction(struct sqlite_store *store, int64_t execution_i
         return -1;
     report->attempt_id = state.attempt_id;
     if (strcmp(state.status, "CANCELLED") == 0) {
-        *error = strbuf_printf("execution %lld is CANCELLED and will not run again; submit "
-                               "with --new-execution instead", (long long)execution_id);
+        *error = strbuf_printf("execution %lld is CANCELLED and will not run again; a new "
+                               "submit starts a new execution", (long long)execution_id);
+        goto done;
+    }
+    int64_t newest = 0;
+    sqlite3_stmt *statement = sqlite_statement(store, SQL_NEWEST_SIBLING, error);
+    if (statement == NULL)
+        goto done;
+    sqlite3_bind_int64(statement, 1, execution_id);
+    if (sqlite_query_int64(store, SQL_NEWEST_SIBLING, &newest, error) < 0)
+        goto done;
+    if (newest != execution_id) {
+        *error = strbuf_printf("execution %lld is not the newest of its application and scope "
+                               "(execution %lld is), and only the newest one resumes; revert "
+                               "steps of execution %lld instead", (long long)execution_id,
+                               (long long)newest, (long long)newest);
         goto done;
     }
     if (is_one_of(state.attempt_status, live_attempt_statuses)) {

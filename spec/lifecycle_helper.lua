@@ -59,8 +59,8 @@ return {
 }
 ]]
 
--- A precondition that never holds; the step runs only if an operator
--- completes it by hand, and then it must not run at all.
+-- A precondition that is always false, so the step never starts. An
+-- operator may complete it by hand, and then execute must not run either.
 lifecycle.actions.never = [[
 return {
   precondition = function(ctx) return false end,
@@ -89,6 +89,10 @@ end
 ------------------------------------------------------------------------------
 -- Commands
 
+-- The value that run_json puts where the JSON text has null, so that a key
+-- with a null value stays present in the decoded table.
+lifecycle.null = json.null
+
 -- Run a bgwf command that prints JSON, and return the decoded value and the
 -- raw result. Fails the test when the command exits non-zero or prints
 -- something that is not JSON.
@@ -96,7 +100,7 @@ function lifecycle.run_json(project, args, opts)
   local result = project:run(args, opts)
   assert(result.code == 0, ("%s exited %d: %s"):format(
     result.command, result.code, result.stderr))
-  local decoded, _, problem = json.decode(result.stdout)
+  local decoded, _, problem = json.decode(result.stdout, 1, json.null)
   assert(type(decoded) == "table", ("%s printed invalid JSON (%s): %s"):format(
     result.command, tostring(problem), result.stdout))
   return decoded, result
@@ -105,8 +109,7 @@ end
 -- Return a text that captures the stored state of an execution: the stdout
 -- of `bgwf show ID --json` and `bgwf list --json`, and the number of stored
 -- rows. Two equal snapshots mean a command changed nothing visible. Take
--- them only while no executor runs, since heartbeats change nothing here
--- but running steps would.
+-- them only while no executor runs, because a running step changes them.
 function lifecycle.snapshot(project, execution_id)
   local show = project:run({ "show", tostring(execution_id), "--json" })
   local list = project:run({ "list", "--json", "--limit", "0" })
@@ -162,17 +165,6 @@ function lifecycle.submit_twice_at_once(project, args, round)
     }
   end
   return results
-end
-
-------------------------------------------------------------------------------
--- Logs
-
--- Wait until the stderr of a background process contains `text`.
-function lifecycle.wait_for_log(process, text, deadline_seconds)
-  return helper.wait_until(("%s logs %q"):format(process.name, text),
-    function() return process:stderr():find(text, 1, true) ~= nil end,
-    deadline_seconds,
-    function() return process:describe() end)
 end
 
 return lifecycle

@@ -26,7 +26,7 @@ return function(wf, ctx)
 end
 ]]
 
--- "slow" waits for the file "release"; "next" runs after it.
+-- "slow" waits for the file "release", and "next" runs after it.
 local HANDOFF_WORKFLOW = [[
 return function(wf, ctx)
   local files = { counter = "@DIR@/counter" }
@@ -119,13 +119,13 @@ describe("bgwf submit", function()
       project:write("flag", "")
       lifecycle.submit_and_drain(project, "chain")
 
-      local shown = lifecycle.run_json(project, { "show", "1", "--json" })
+      local show_json = lifecycle.run_json(project, { "show", "1", "--json" })
 
-      assert.are.equal(2, #shown.attempts)
-      assert.are.equal(1, shown.attempts[1].id)
-      assert.are.equal("FAILED", shown.attempts[1].status)
-      assert.are.equal(2, shown.attempts[2].id)
-      assert.are.equal("FINISHED", shown.attempts[2].status)
+      assert.are.equal(2, #show_json.attempts)
+      assert.are.equal(1, show_json.attempts[1].id)
+      assert.are.equal("FAILED", show_json.attempts[1].status)
+      assert.are.equal(2, show_json.attempts[2].id)
+      assert.are.equal("FINISHED", show_json.attempts[2].status)
     end)
   end)
 
@@ -242,7 +242,7 @@ describe("bgwf submit", function()
 
       first:signal("KILL")
       first:wait()
-      -- The step's process may outlive its executor; end it so that only
+      -- The step's process may outlive its executor. End it, so that only
       -- the next attempt can complete the step.
       helper.shell(("kill -KILL %d 2>/dev/null"):format(orphan_pid))
       local second = project:start_executor("handoff", heartbeat, { name = "second_executor" })
@@ -323,10 +323,12 @@ describe("bgwf submit", function()
   end)
 
   describe("twice at the same instant", function()
-    local ROUNDS = 20
+    -- Each round is cheap, and a race that loses only now and then needs
+    -- many rounds to show up.
+    local ROUNDS = 40
 
-    -- Run one round and check it; return nothing, since every check is an
-    -- assert that names the round.
+    -- Run one round on a new project and check it. Every assert message
+    -- names the round and shows both outputs.
     local function check_round(round, prepare)
       local fresh = helper.new_project()
       local ok, problem = pcall(function()

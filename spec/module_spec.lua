@@ -166,12 +166,12 @@ print(pcall(store.submit, store, "pair"))
 
     it("is closed by a to-be-closed variable", function()
       local code, out, err = run_lua(project, [[
-local kept
+local escaped
 do
   local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db"))
-  kept = store
+  escaped = store
 end
-print(tostring(kept))
+print(tostring(escaped))
 ]])
 
       assert.are.equal(0, code, err)
@@ -209,8 +209,8 @@ end
 
       assert.are.equal(1, result.code)
       local steps = helper.steps_by_token(assert(project:status()))
-      assert.is_truthy(steps.opens.error:find("bgwf.open cannot be used in a step's process: "
-        .. "only the executor uses the store", 1, true), steps.opens.error)
+      assert.is_truthy(steps.opens.error:find("bgwf.open cannot be used in a process forked for "
+        .. "a step or a precondition: only the executor uses the store", 1, true), steps.opens.error)
     end)
   end)
 end)

@@ -186,26 +186,26 @@ end
 
     local cases = {
       {
-        what = "a missing entry point",
+        description = "a missing entry point",
         source = module_source("bgwf_open_other_name", 'BGWF_ACTION("broken", execute, NULL)'),
         message = "action 'broken' (@DIR@/actions/broken.so) does not export bgwf_open_broken: "
           .. "define 'const struct bgwf_action *bgwf_open_broken(void)' as bgwf.h describes",
       },
       {
-        what = "another ABI version",
+        description = "another ABI version",
         source = module_source("bgwf_open_broken", '{ 1, "broken", execute, NULL }'),
         message = "action 'broken' (@DIR@/actions/broken.so) was built against bgwf ABI version 1, "
           .. "but this bgwf has ABI version 2: rebuild it with this bgwf's bgwf.h",
       },
       {
-        what = "another action name",
+        description = "another action name",
         source = module_source("bgwf_open_broken", 'BGWF_ACTION("other", execute, NULL)'),
         message = "action 'broken' (@DIR@/actions/broken.so) declares the name 'other': "
           .. "bgwf_open_broken must return an action named 'broken'",
       },
     }
     for _, case in ipairs(cases) do
-      it("rejects " .. case.what .. " at submit", function()
+      it("rejects " .. case.description .. " at submit", function()
         compile(project, "actions/broken.so", case.source)
 
         local result = project:run({ "submit", "one" })

@@ -16,7 +16,7 @@ return function(wf, ctx)
 end
 ]]
 
--- "gate" never passes its precondition; "opened" runs after it.
+-- "gate" never passes its precondition, and "opened" runs after it.
 local GATED_WORKFLOW = [[
 return function(wf, ctx)
   local files = { counter = "@DIR@/counter" }
@@ -25,7 +25,7 @@ return function(wf, ctx)
 end
 ]]
 
--- "slow" runs until the file "release" exists; "next" runs after it.
+-- "slow" runs until the file "release" exists, and "next" runs after it.
 local HANDOFF_WORKFLOW = [[
 return function(wf, ctx)
   local files = { counter = "@DIR@/counter" }
@@ -36,7 +36,7 @@ return function(wf, ctx)
 end
 ]]
 
--- "nap" sleeps 30 s in a shell; "after_nap" runs after it.
+-- "nap" sleeps 30 s in a shell, and "after_nap" runs after it.
 local SLEEPY_WORKFLOW = [[
 return function(wf, ctx)
   local files = { counter = "@DIR@/counter" }
@@ -96,7 +96,7 @@ describe("bgwf revert", function()
       assert_prints_line(reverted, "execution 1: COMPLETE -> INCOMPLETE")
     end)
 
-    it("stores the step REVERTED and the execution INCOMPLETE", function()
+    it("marks the step REVERTED", function()
       assert.are.equal(0, project:run({ "revert", "1", "middle" }).code)
 
       local status = assert(project:status(1))
@@ -384,6 +384,30 @@ describe("bgwf cancel", function()
       local second = project:wait_for_step("nap", "RUNNING", { execution = 2 })
       assert.are.equal("INCOMPLETE", second.execution.status)
     end)
+  end)
+end)
+
+describe("bgwf cancel --app with --scope", function()
+  local project
+
+  before_each(function()
+    project = helper.new_project()
+    write_chain(project)
+    lifecycle.submit_and_drain(project, "chain", { "--scope", "eu" })
+    lifecycle.submit_and_drain(project, "chain", { "--scope", "us" })
+  end)
+
+  after_each(function()
+    project:cleanup()
+  end)
+
+  it("cancels that scope's execution only", function()
+    local cancelled = project:run({ "cancel", "--app", "chain", "--scope", "us" })
+
+    assert.are.equal(0, cancelled.code, cancelled.stderr)
+    assert_prints_line(cancelled, "execution 2: INCOMPLETE -> CANCELLED")
+    assert.are.equal("INCOMPLETE", assert(project:status(1)).execution.status)
+    assert.are.equal("CANCELLED", assert(project:status(2)).execution.status)
   end)
 end)
 
