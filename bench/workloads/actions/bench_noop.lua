@@ -1,0 +1,4 @@
+-- A Lua action that does nothing: the cost of a step is all engine.
+return {
+  execute = function(step, ctx) end,
+}
