@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "spawner.h"
 
 static const char main_help[] =
     "Usage: bgwf COMMAND [options]\n"
@@ -75,6 +76,8 @@ int cli_main(int argc, char **argv)
         printf("bgwf %s\n", BGWF_VERSION);
         return EXIT_OK;
     }
+    if (strcmp(argv[1], "__spawner") == 0)
+        return spawner_main(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);

@@ -21,7 +21,8 @@
 
 #define EXECUTOR_TUNING_HELP                                                            \
     "  --max-concurrent N         steps running at once (default 8)\n"                    \
-    "  --poll-ms MS               wait between looks for due steps when idle\n"            \
+    "  --poll-ms MS               wait between looks for due steps when idle (default\n"   \
+    "                             500 for executor, 200 for run)\n"                         \
     "  --heartbeat-ms MS          heartbeat interval (default 5000)\n"                     \
     "  --heartbeat-timeout-ms MS  declare an executor dead after this long without a\n"     \
     "                             heartbeat and fail its steps (default 30000)\n"           \
@@ -44,7 +45,6 @@ static const char executor_help[] =
     "\n"
     "  --apps A,B                 applications (workflow names) this executor runs\n"
     EXECUTOR_TUNING_HELP
-    "                             (--poll-ms default 500)\n"
     "  --exit-when-idle           exit once no step of the applications is waiting or\n"
     "                             running in a running attempt\n"
     "  --app-limit APP=N          at most N steps of APP run at once across all\n"
@@ -65,7 +65,6 @@ static const char run_help[] =
     "  --new-execution            as for bgwf submit\n"
     "  --build-timeout S          as for bgwf submit\n"
     EXECUTOR_TUNING_HELP
-    "                             (--poll-ms default 200)\n"
     CLI_COMMON_HELP
     "\n"
     "Exit status: 0 when the attempt FINISHED, 1 when it did not, 2 on a usage error.\n";
@@ -238,7 +237,7 @@ static int parse(const char *command, int argc, char **argv, struct parsed *pars
                         : -1;
             break;
         case OPTION_PRECONDITION_TIMEOUT: {
-            int milliseconds;
+            int milliseconds = 0;
             rc = parse_number(command, "--precondition-timeout-ms", optarg, 10, 86400000,
                               &milliseconds);
             config->precondition_timeout_ms = milliseconds;
@@ -320,6 +319,7 @@ int cmd_executor(int argc, char **argv)
     }
 
     log_set_role("executor");
+    parsed.config.search_path = parsed.common.path;
     char *default_log_dir = step_log_default_dir(parsed.common.db);
     if (parsed.config.log_dir == NULL)
         parsed.config.log_dir = default_log_dir;
@@ -370,6 +370,7 @@ int cmd_run(int argc, char **argv)
     char *default_log_dir = step_log_default_dir(parsed.common.db);
     if (parsed.config.log_dir == NULL)
         parsed.config.log_dir = default_log_dir;
+    parsed.config.search_path = parsed.common.path;
     lua_State *L = cli_open_lua(&parsed.common);
     rc = EXIT_FAILED;
     if (L)

@@ -260,8 +260,14 @@ int cmd_logs(int argc, char **argv)
         free_sources(sources, source_count);
         sources = listed;
         source_count = listed_count;
-        if (round == 0 && source_count == 0 && !follow)
-            fprintf(stderr, "bgwf: no log lines yet in %s\n", folder);
+        if (round == 0 && source_count == 0 && !follow) {
+            if (token)
+                fprintf(stderr, "bgwf: step '%s' has written no output in attempt %lld\n", token,
+                        (long long)attempt_id);
+            else
+                fprintf(stderr, "bgwf: no step of attempt %lld has written output (logs are "
+                        "kept in %s)\n", (long long)attempt_id, folder);
+        }
         for (int i = 0; i < source_count; i++)
             read_new_lines(&sources[i], &lines, &line_count);
         print_lines(lines, line_count, token == NULL, round == 0 ? tail : -1);

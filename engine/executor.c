@@ -15,6 +15,7 @@
 #include "log.h"
 #include "luahost.h"
 #include "runner.h"
+#include "spawner.h"
 #include "strbuf.h"
 
 /* How long a notification may run, how often it is tried, and the wait
@@ -53,6 +54,7 @@ struct executor {
     int stop_signals;
     int killed_steps;
     int store_failing;             /* 1 while queued updates cannot be written */
+    struct spawner spawner;
 };
 
 static void on_signal(int number)
@@ -249,6 +251,8 @@ static int claim(struct executor *executor, struct step_run *run)
     return run->try_number > 0;
 }
 
+static int ensure_spawner(struct executor *executor);
+
 static void release_slot(struct step_run *run)
 {
     runner_release(run);
@@ -271,7 +275,10 @@ static int spawn(struct executor *executor, struct step_run *run)
                   run->step.attempt_id, run->step.token, header, config->log_max_bytes);
     free(header);
 
-    if (runner_spawn(executor->L, run, &error) != 0) {
+    if (ensure_spawner(executor) != 0 ||
+        spawner_spawn(&executor->spawner, run, &error) != 0) {
+        if (error == NULL)
+            error = strbuf_dup("no spawner process is running");
         char *reason = strbuf_printf("starting the step process failed: %s", error);
         record_internal_error(executor, run, reason);
         if (run->kind == RUN_EXECUTE)
@@ -549,13 +556,15 @@ static void finish_run(struct executor *executor, struct step_run *run)
         return;
     }
     if (failure == NULL) {
-        log_info("executor=%lld app=%s execution=%lld step=%s try=%d COMPLETED in %lld ms",
-                 (long long)executor->id, run->step.app, (long long)run->step.execution_id,
+        log_info("executor=%lld app=%s execution=%lld attempt=%lld step=%s try=%d COMPLETED in "
+                 "%lld ms", (long long)executor->id, run->step.app,
+                 (long long)run->step.execution_id, (long long)run->step.attempt_id,
                  run->step.token, run->try_number, (long long)elapsed);
         queue_update(executor, UPDATE_COMPLETED, run, run->message, NULL);
     } else {
-        log_warn("executor=%lld app=%s execution=%lld step=%s try=%d FAILED in %lld ms: %s",
-                 (long long)executor->id, run->step.app, (long long)run->step.execution_id,
+        log_warn("executor=%lld app=%s execution=%lld attempt=%lld step=%s try=%d FAILED in "
+                 "%lld ms: %s", (long long)executor->id, run->step.app,
+                 (long long)run->step.execution_id, (long long)run->step.attempt_id,
                  run->step.token, run->try_number, (long long)elapsed, failure);
         queue_update(executor, UPDATE_FAILED, run, run->message, failure);
     }
@@ -563,30 +572,88 @@ static void finish_run(struct executor *executor, struct step_run *run)
     release_slot(run);
 }
 
-/* Reaps every child that ended. Its process group is killed before the
- * child is reaped, while the zombie still holds the group id, so that no
- * unrelated process can be hit. */
-static void reap_children(struct executor *executor)
+/* Finishes the runs whose children the spawner reported as ended. */
+static void handle_exits(struct executor *executor)
 {
-    for (;;) {
-        siginfo_t info;
-        int status;
+    struct spawner_exit exits[64];
+    int count;
 
-        memset(&info, 0, sizeof info);
-        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
-            return;
-        pid_t pid = info.si_pid;
-        struct step_run *run = find_run(executor, pid);
-        if (run)
-            kill(-pid, SIGKILL);
-        if (waitpid(pid, &status, 0) != pid)
-            return;
-        if (run == NULL)
+    while ((count = spawner_read_exits(&executor->spawner, exits, 64)) > 0) {
+        for (int i = 0; i < count; i++) {
+            struct step_run *run = find_run(executor, exits[i].pid);
+            if (run == NULL)
+                continue;
+            run->exited = 1;
+            run->wait_status = exits[i].wait_status;
+            finish_run(executor, run);
+        }
+    }
+}
+
+/* Fails every running step when the spawner is gone: its children died with
+ * it. A new spawner starts on the next loop turn. */
+static void spawner_lost(struct executor *executor, const char *why)
+{
+    char *reason = strbuf_printf("the step's process was lost: bgwf's spawner process (pid %d) "
+                                 "%s", (int)executor->spawner.pid, why);
+
+    log_error("executor=%lld %s; failing %d running steps", (long long)executor->id, reason,
+              executor->running);
+    for (int i = 0; i < executor->config->max_concurrent; i++) {
+        struct step_run *run = &executor->runs[i];
+        if (run->pid == 0)
             continue;
+        kill(-run->pid, SIGKILL);
+        if (run->kill_reason == NULL)
+            run->kill_reason = strbuf_dup(reason);
         run->exited = 1;
-        run->wait_status = status;
+        run->wait_status = SIGKILL;
         finish_run(executor, run);
     }
+    free(reason);
+    if (executor->spawner.request_fd >= 0)
+        close(executor->spawner.request_fd);
+    if (executor->spawner.exit_fd >= 0)
+        close(executor->spawner.exit_fd);
+    executor->spawner.pid = 0;
+    executor->spawner.request_fd = executor->spawner.exit_fd = -1;
+}
+
+/* Reaps the executor's own children: only the spawner, which ends only
+ * when something killed it. */
+static void reap_children(struct executor *executor)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid != executor->spawner.pid)
+            continue;
+        handle_exits(executor);
+        char *why = WIFSIGNALED(status)
+                        ? strbuf_printf("was killed by signal SIG%s", sigabbrev_np(WTERMSIG(status)))
+                        : strbuf_printf("exited with status %d", WEXITSTATUS(status));
+        spawner_lost(executor, why);
+        free(why);
+    }
+}
+
+/* Starts the spawner when there is none. Returns 0 when one runs. */
+static int ensure_spawner(struct executor *executor)
+{
+    char *error = NULL;
+
+    if (executor->spawner.pid > 0)
+        return 0;
+    if (spawner_start(&executor->spawner, executor->config->search_path, &error) != 0) {
+        log_error("executor=%lld starting the spawner process failed: %s",
+                  (long long)executor->id, error);
+        free(error);
+        return -1;
+    }
+    log_debug("executor=%lld spawner started pid=%d", (long long)executor->id,
+              (int)executor->spawner.pid);
+    return 0;
 }
 
 static void queue_message_updates(struct executor *executor)
@@ -855,10 +922,12 @@ static int attempt_ended(struct executor *executor, int *finished)
 static void wait_for_events(struct executor *executor, int timeout_ms)
 {
     int slots = executor->config->max_concurrent;
-    struct pollfd fds[2 * slots + 1];
+    struct pollfd fds[2 * slots + 2];
     int count = 0;
 
     fds[count++] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
+    if (executor->spawner.exit_fd >= 0)
+        fds[count++] = (struct pollfd){ .fd = executor->spawner.exit_fd, .events = POLLIN };
     for (int i = 0; i < slots; i++) {
         const struct step_run *run = &executor->runs[i];
         if (run->pid != 0 && run->report_fd >= 0)
@@ -873,6 +942,7 @@ static void wait_for_events(struct executor *executor, int timeout_ms)
             runner_read_output(&executor->runs[i]);
         }
     }
+    handle_exits(executor);
 }
 
 static int register_executor(struct executor *executor)
@@ -909,6 +979,9 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
     }
     if (register_executor(&executor) != 0)
         return 1;
+    executor.spawner.pid = 0;
+    executor.spawner.request_fd = executor.spawner.exit_fd = -1;
+    ensure_spawner(&executor);
     executor.runs = calloc((size_t)config->max_concurrent, sizeof *executor.runs);
 
     for (;;) {
@@ -962,6 +1035,7 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
         free(error);
     }
     log_info("executor=%lld stopped", (long long)executor.id);
+    spawner_stop(&executor.spawner);
     free(executor.runs);
     free(executor.updates);
     if (executor.killed_steps > 0)

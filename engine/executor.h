@@ -27,6 +27,7 @@ struct executor_config {
     int kill_grace_ms;             /* SIGTERM to SIGKILL delay for cancelled or timed-out steps */
     const struct app_limit *app_limits;
     int app_limit_count;
+    const char *search_path;       /* where the spawner loads actions from */
     const char *log_dir;           /* step logs go under LOG_DIR/APP/EXECUTION/ATTEMPT/ */
     int64_t log_max_bytes;         /* per try of a step; 0: no cap */
     int exit_when_idle;            /* exit once no step of the apps can run */

@@ -102,8 +102,16 @@ static void emit(enum log_level level, const struct timeval *now, const char *me
         append_json_fields(&line, message);
         strbuf_append(&line, "}\n", 2);
     } else {
-        strbuf_appendf(&line, "%s %-5s %d %s: %s\n", stamp, level_names[level], (int)getpid(),
-                       current_role, message);
+        /* A multi-line message (a traceback) stays on one line. */
+        strbuf_appendf(&line, "%s %-5s %d %s: ", stamp, level_names[level], (int)getpid(),
+                       current_role);
+        for (const char *p = message; *p; p++) {
+            if (*p == '\n')
+                strbuf_append(&line, "\\n", 2);
+            else if (*p != '\r')
+                strbuf_append(&line, p, 1);
+        }
+        strbuf_append(&line, "\n", 1);
     }
     /* One write per line keeps lines whole when several processes share stderr. */
     ssize_t ignored = write(STDERR_FILENO, line.data, line.length);
@@ -135,7 +143,8 @@ void log_write(enum log_level level, const char *format, ...)
                      level_names[last_problem.level], last_problem.repeats, last_problem.text);
             emit(last_problem.level, &now, note);
         }
-        snprintf(last_problem.text, sizeof last_problem.text, "%s", message);
+        /* Only the start of a long message is compared and kept. */
+        snprintf(last_problem.text, sizeof last_problem.text, "%.1000s", message);
         last_problem.level = level;
         last_problem.first_ms = now_ms;
         last_problem.repeats = 0;

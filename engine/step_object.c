@@ -1,5 +1,6 @@
 /* The step object that an action's execute(step, ctx) receives. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -41,13 +42,14 @@ static int step_status(lua_State *L)
 }
 
 /* step:log(...): writes its arguments, converted like print does and
- * joined by tabs, as one log line of the step. [-0, +0, e] */
+ * joined by tabs, as one line of the step's output, in order with what
+ * print writes. [-0, +0, e] */
 static int step_log(lua_State *L)
 {
-    struct step_object *step = check_step(L);
     int top = lua_gettop(L);
     luaL_Buffer line;
 
+    check_step(L);
     luaL_buffinit(L, &line);
     for (int i = 2; i <= top; i++) {
         if (i > 2)
@@ -55,10 +57,12 @@ static int step_log(lua_State *L)
         luaL_tolstring(L, i, NULL);
         luaL_addvalue(&line);
     }
+    luaL_addchar(&line, '\n');
     luaL_pushresult(&line);
     size_t length;
     const char *text = lua_tolstring(L, -1, &length);
-    send_frame(L, step, FRAME_LOG, text, length);
+    if (fwrite(text, 1, length, stdout) != length || fflush(stdout) != 0)
+        return luaL_error(L, "writing the step log failed: %s", strerror(errno));
     return 0;
 }
 
@@ -82,9 +86,10 @@ static const char *check_resource_name(lua_State *L, int arg)
     return name;
 }
 
-/* Calls bgwf.json's function field with the value at index and leaves its
+/* Calls bgwf.json's function field with the value at index (and, when not
+ * NULL, the path name root that error messages start from) and leaves its
  * two results on the stack. [-0, +2, e] */
-static void call_json(lua_State *L, const char *field, int index)
+static void call_json(lua_State *L, const char *field, int index, const char *root)
 {
     index = lua_absindex(L, index);
     lua_getglobal(L, "require");
@@ -93,7 +98,9 @@ static void call_json(lua_State *L, const char *field, int index)
     lua_getfield(L, -1, field);
     lua_remove(L, -2);
     lua_pushvalue(L, index);
-    lua_call(L, 1, 2);
+    if (root)
+        lua_pushstring(L, root);
+    lua_call(L, root ? 2 : 1, 2);
 }
 
 /* step:set(name, value): stores value (any JSON-serializable Lua value) as
@@ -108,7 +115,7 @@ static int step_set(lua_State *L)
     const char *json;
 
     luaL_checkany(L, 3);
-    call_json(L, "encode", 3);
+    call_json(L, "encode", 3, "value");
     if (lua_isnil(L, -2))
         return luaL_error(L, "resource '%s' cannot be stored: the value is not JSON-serializable "
                           "%s", name, lua_tostring(L, -1));
@@ -144,7 +151,7 @@ static int step_get(lua_State *L)
                           "step:set in a step that runs before this one", name,
                           (LUAI_UACINT)lua_tointeger(L, -1));
     }
-    call_json(L, "decode", -1);
+    call_json(L, "decode", -1, NULL);
     if (lua_isnil(L, -2) && !lua_isnil(L, -1))
         return luaL_error(L, "resource '%s' does not hold valid JSON: %s", name,
                           lua_tostring(L, -1));

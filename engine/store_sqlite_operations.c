@@ -186,10 +186,10 @@ static int revert_in_transaction(struct sqlite_store *store, int64_t execution_i
         goto done;
     }
     int64_t newest = 0;
-    sqlite3_stmt *statement = sqlite_statement(store, SQL_NEWEST_SIBLING, error);
-    if (statement == NULL)
+    sqlite3_stmt *sibling = sqlite_statement(store, SQL_NEWEST_SIBLING, error);
+    if (sibling == NULL)
         goto done;
-    sqlite3_bind_int64(statement, 1, execution_id);
+    sqlite3_bind_int64(sibling, 1, execution_id);
     if (sqlite_query_int64(store, SQL_NEWEST_SIBLING, &newest, error) < 0)
         goto done;
     if (newest != execution_id) {

@@ -129,20 +129,52 @@ static void test_claim_and_results(void)
     store->ops->claim(store, a, second, clock_wall_ms(), 0, &try_number, &error);
     CHECK("second claim loses", try_number == 0);
 
-    struct step_update late = { UPDATE_COMPLETED, a, second, 1, clock_wall_ms(), NULL, NULL, 0 };
+    struct step_update late = {
+        .kind = UPDATE_COMPLETED,
+        .step_id = a,
+        .executor_id = second,
+        .try_number = 1,
+        .at_ms = clock_wall_ms(),
+        .message = NULL,
+        .error = NULL,
+    };
     store->ops->apply_updates(store, &late, 1, &error);
     CHECK("update from a non-claimant is lost", late.lost == 1);
-    struct step_update stale = { UPDATE_COMPLETED, a, first, 2, clock_wall_ms(), NULL, NULL, 0 };
+    struct step_update stale = {
+        .kind = UPDATE_COMPLETED,
+        .step_id = a,
+        .executor_id = first,
+        .try_number = 2,
+        .at_ms = clock_wall_ms(),
+        .message = NULL,
+        .error = NULL,
+    };
     store->ops->apply_updates(store, &stale, 1, &error);
     CHECK("update with another try is lost", stale.lost == 1);
-    struct step_update done = { UPDATE_COMPLETED, a, first, 1, clock_wall_ms(), "ok", NULL, 0 };
+    struct step_update done = {
+        .kind = UPDATE_COMPLETED,
+        .step_id = a,
+        .executor_id = first,
+        .try_number = 1,
+        .at_ms = clock_wall_ms(),
+        .message = "ok",
+        .error = NULL,
+    };
     store->ops->apply_updates(store, &done, 1, &error);
     CHECK("update from the claimant applies", done.lost == 0);
     CHECK("b is due once a completed", find_step(store, "b") != 0);
 
     int64_t c = find_step(store, "c");
     store->ops->claim(store, c, first, clock_wall_ms(), 0, &try_number, &error);
-    struct step_update failed = { UPDATE_FAILED, c, first, 1, clock_wall_ms(), NULL, "boom", 0 };
+    struct step_update failed = {
+        .kind = UPDATE_FAILED,
+        .step_id = c,
+        .executor_id = first,
+        .try_number = 1,
+        .at_ms = clock_wall_ms(),
+        .message = NULL,
+        .error = "boom",
+    };
     store->ops->apply_updates(store, &failed, 1, &error);
     CHECK("b is not due after a failure", find_step(store, "b") == 0);
     store->ops->attempt_status(store, attempt_id, &status, &error);
@@ -165,8 +197,15 @@ static void test_attempt_finishes(void)
         const char *tokens[] = { "a", "c", "b" };
         int64_t id = find_step(store, tokens[round]);
         store->ops->claim(store, id, executor, clock_wall_ms(), 0, &try_number, &error);
-        struct step_update done = { UPDATE_COMPLETED, id, executor, try_number, clock_wall_ms(),
-                                    NULL, NULL, 0 };
+        struct step_update done = {
+            .kind = UPDATE_COMPLETED,
+            .step_id = id,
+            .executor_id = executor,
+            .try_number = try_number,
+            .at_ms = clock_wall_ms(),
+            .message = NULL,
+            .error = NULL,
+        };
         store->ops->apply_updates(store, &done, 1, &error);
     }
     store->ops->attempt_status(store, attempt_id, &status, &error);
@@ -209,7 +248,15 @@ static void test_dead_executor(void)
 
     store->ops->executor_heartbeat(store, dead_id, now, &revived, &error);
     CHECK("a late heartbeat revives the executor", revived == 1);
-    struct step_update late = { UPDATE_COMPLETED, a, dead_id, 1, now, NULL, NULL, 0 };
+    struct step_update late = {
+        .kind = UPDATE_COMPLETED,
+        .step_id = a,
+        .executor_id = dead_id,
+        .try_number = 1,
+        .at_ms = now,
+        .message = NULL,
+        .error = NULL,
+    };
     store->ops->apply_updates(store, &late, 1, &error);
     CHECK("the dead executor's late result is lost", late.lost == 1);
     store->ops->close(store);

@@ -1,0 +1,477 @@
+/* The spawner: a small process, started fresh with exec, that forks the
+ * children of steps for the executor. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <lua.h>
+
+#include "clock.h"
+#include "log.h"
+#include "luahost.h"
+#include "spawner.h"
+#include "strbuf.h"
+
+/* Marks a NULL string in a request. */
+#define NULL_LENGTH UINT32_MAX
+
+/* The spawner's SIGCHLD handler writes here to wake its poll(). */
+static int child_signal_pipe[2] = { -1, -1 };
+
+static int write_all(int fd, const void *data, size_t length)
+{
+    const char *p = data;
+
+    while (length > 0) {
+        ssize_t written = write(fd, p, length);
+        if (written < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += written;
+        length -= (size_t)written;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *data, size_t length)
+{
+    char *p = data;
+
+    while (length > 0) {
+        ssize_t count = read(fd, p, length);
+        if (count == 0)
+            return -1;
+        if (count < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += count;
+        length -= (size_t)count;
+    }
+    return 0;
+}
+
+static void put_int(struct strbuf *out, int64_t value)
+{
+    strbuf_append(out, (const char *)&value, sizeof value);
+}
+
+static void put_text(struct strbuf *out, const char *text)
+{
+    uint32_t length = text ? (uint32_t)strlen(text) : NULL_LENGTH;
+
+    strbuf_append(out, (const char *)&length, sizeof length);
+    if (text)
+        strbuf_append(out, text, length);
+}
+
+/* A cursor over a received request. */
+struct reader {
+    const char *data;
+    size_t length;
+    size_t offset;
+    int failed;
+};
+
+static int64_t get_int(struct reader *reader)
+{
+    int64_t value = 0;
+
+    if (reader->offset + sizeof value > reader->length) {
+        reader->failed = 1;
+        return 0;
+    }
+    memcpy(&value, reader->data + reader->offset, sizeof value);
+    reader->offset += sizeof value;
+    return value;
+}
+
+static char *get_text(struct reader *reader)
+{
+    uint32_t length;
+
+    if (reader->offset + sizeof length > reader->length) {
+        reader->failed = 1;
+        return NULL;
+    }
+    memcpy(&length, reader->data + reader->offset, sizeof length);
+    reader->offset += sizeof length;
+    if (length == NULL_LENGTH)
+        return NULL;
+    if (reader->offset + length > reader->length) {
+        reader->failed = 1;
+        return NULL;
+    }
+    char *text = strbuf_printf("%.*s", (int)length, reader->data + reader->offset);
+    reader->offset += length;
+    return text;
+}
+
+/* Serializes what the child of run needs. */
+static void encode_request(const struct step_run *run, struct strbuf *out)
+{
+    uint32_t placeholder = 0;
+
+    strbuf_append(out, (const char *)&placeholder, sizeof placeholder);
+    put_int(out, run->kind);
+    put_int(out, run->step.step_id);
+    put_int(out, run->step.attempt_id);
+    put_int(out, run->step.execution_id);
+    put_int(out, run->try_number);
+    put_int(out, run->step.max_memory);
+    put_text(out, run->step.token);
+    put_text(out, run->step.action);
+    put_text(out, run->step.app);
+    put_text(out, run->step.scope);
+    put_text(out, run->context);
+    put_text(out, run->command);
+    put_text(out, run->event_type);
+    put_text(out, run->event_step);
+    put_int(out, run->snapshot_count);
+    for (int i = 0; i < run->snapshot_count; i++) {
+        put_text(out, run->snapshot[i].name);
+        put_text(out, run->snapshot[i].value);
+    }
+    uint32_t length = (uint32_t)(out->length - sizeof placeholder);
+    memcpy(out->data, &length, sizeof length);
+}
+
+static int decode_request(struct reader *reader, struct step_run *run)
+{
+    memset(run, 0, sizeof *run);
+    run->report_fd = -1;
+    run->output_fd = -1;
+    run->log.fd = -1;
+    run->kind = (enum run_kind)get_int(reader);
+    run->step.step_id = get_int(reader);
+    run->step.attempt_id = get_int(reader);
+    run->step.execution_id = get_int(reader);
+    run->try_number = (int)get_int(reader);
+    run->step.max_memory = get_int(reader);
+    run->step.token = get_text(reader);
+    run->step.action = get_text(reader);
+    run->step.app = get_text(reader);
+    run->step.scope = get_text(reader);
+    run->context = get_text(reader);
+    run->command = get_text(reader);
+    run->event_type = get_text(reader);
+    run->event_step = get_text(reader);
+    int64_t count = get_int(reader);
+    if (count < 0 || count > 1000000)
+        reader->failed = 1;
+    for (int64_t i = 0; i < count && !reader->failed; i++) {
+        run->snapshot = realloc(run->snapshot, (size_t)(i + 1) * sizeof *run->snapshot);
+        run->snapshot[i].name = get_text(reader);
+        run->snapshot[i].value = get_text(reader);
+        run->snapshot_count = (int)i + 1;
+    }
+    return reader->failed ? -1 : 0;
+}
+
+/* The reply to a request: the child's pid (or 0) and an error text, with
+ * the two pipe ends attached as SCM_RIGHTS when it started. */
+struct reply_header {
+    int32_t pid;
+    uint32_t error_length;
+};
+
+static int send_reply(int fd, pid_t pid, const int *fds, const char *error)
+{
+    struct reply_header header = { (int32_t)pid, error ? (uint32_t)strlen(error) : 0 };
+    struct iovec parts[2] = {
+        { &header, sizeof header },
+        { (void *)(error ? error : ""), header.error_length },
+    };
+    union {
+        char buffer[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr message = { .msg_iov = parts, .msg_iovlen = error ? 2 : 1 };
+
+    if (pid > 0) {
+        memset(&control, 0, sizeof control);
+        message.msg_control = control.buffer;
+        message.msg_controllen = sizeof control.buffer;
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(2 * sizeof(int));
+        memcpy(CMSG_DATA(cmsg), fds, 2 * sizeof(int));
+    }
+    while (sendmsg(fd, &message, 0) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    return 0;
+}
+
+int spawner_start(struct spawner *spawner, const char *search_path, char **error)
+{
+    int sockets[2], exits[2];
+
+    spawner->pid = 0;
+    spawner->request_fd = spawner->exit_fd = -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
+        int saved = errno;
+        *error = strbuf_printf("socketpair failed: %s", strerror(saved));
+        return -1;
+    }
+    if (pipe2(exits, O_CLOEXEC) != 0) {
+        int saved = errno;
+        close(sockets[0]);
+        close(sockets[1]);
+        *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int saved = errno;
+        close(sockets[0]);
+        close(sockets[1]);
+        close(exits[0]);
+        close(exits[1]);
+        *error = strbuf_printf("fork failed: %s", strerror(saved));
+        return -1;
+    }
+    if (pid == 0) {
+        char request_text[16], exit_text[16];
+        sigset_t none;
+
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        fcntl(sockets[1], F_SETFD, 0);
+        fcntl(exits[1], F_SETFD, 0);
+        snprintf(request_text, sizeof request_text, "%d", sockets[1]);
+        snprintf(exit_text, sizeof exit_text, "%d", exits[1]);
+        execl("/proc/self/exe", "bgwf", "__spawner", request_text, exit_text, search_path,
+              (char *)NULL);
+        int saved = errno;
+        fprintf(stderr, "bgwf: starting the spawner (/proc/self/exe) failed: %s\n",
+                strerror(saved));
+        _exit(127);
+    }
+    close(sockets[1]);
+    close(exits[1]);
+    fcntl(exits[0], F_SETFL, fcntl(exits[0], F_GETFL) | O_NONBLOCK);
+    spawner->pid = pid;
+    spawner->request_fd = sockets[0];
+    spawner->exit_fd = exits[0];
+    return 0;
+}
+
+int spawner_spawn(struct spawner *spawner, struct step_run *run, char **error)
+{
+    struct strbuf request = STRBUF_INIT;
+    struct reply_header header;
+    union {
+        char buffer[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec part = { &header, sizeof header };
+    struct msghdr message = {
+        .msg_iov = &part, .msg_iovlen = 1,
+        .msg_control = control.buffer, .msg_controllen = sizeof control.buffer,
+    };
+    ssize_t received;
+
+    encode_request(run, &request);
+    int sent = write_all(spawner->request_fd, request.data, request.length);
+    strbuf_free(&request);
+    if (sent != 0) {
+        int saved = errno;
+        *error = strbuf_printf("sending the start request to the spawner failed: %s",
+                               strerror(saved));
+        return -1;
+    }
+    do {
+        received = recvmsg(spawner->request_fd, &message, MSG_CMSG_CLOEXEC);
+    } while (received < 0 && errno == EINTR);
+    if (received != (ssize_t)sizeof header) {
+        *error = strbuf_printf("the spawner did not answer (it may have died)");
+        return -1;
+    }
+    if (header.pid <= 0) {
+        char *text = calloc(1, (size_t)header.error_length + 1);
+        if (read_all(spawner->request_fd, text, header.error_length) != 0)
+            snprintf(text, (size_t)header.error_length + 1, "unknown error");
+        *error = strbuf_printf("the spawner could not start the step: %s", text);
+        free(text);
+        return -1;
+    }
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
+    if (cmsg == NULL || cmsg->cmsg_type != SCM_RIGHTS ||
+        cmsg->cmsg_len != CMSG_LEN(2 * sizeof(int))) {
+        *error = strbuf_printf("the spawner sent no pipes for process %d", (int)header.pid);
+        kill(-header.pid, SIGKILL);
+        return -1;
+    }
+    int fds[2];
+    memcpy(fds, CMSG_DATA(cmsg), sizeof fds);
+    run->pid = header.pid;
+    run->report_fd = fds[0];
+    run->output_fd = fds[1];
+    run->started_mono = clock_mono_ms();
+    return 0;
+}
+
+int spawner_read_exits(struct spawner *spawner, struct spawner_exit *exits, int max)
+{
+    int32_t record[2];
+    int count = 0;
+
+    while (count < max) {
+        ssize_t got = read(spawner->exit_fd, record, sizeof record);
+        if (got == (ssize_t)sizeof record) {
+            exits[count].pid = record[0];
+            exits[count].wait_status = record[1];
+            count++;
+            continue;
+        }
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return count;
+        /* End of file: the spawner is gone. Records are written whole. */
+        return count > 0 ? count : -1;
+    }
+    return count;
+}
+
+void spawner_stop(struct spawner *spawner)
+{
+    if (spawner->request_fd >= 0)
+        close(spawner->request_fd);
+    if (spawner->exit_fd >= 0)
+        close(spawner->exit_fd);
+    if (spawner->pid > 0)
+        waitpid(spawner->pid, NULL, 0);
+    spawner->pid = 0;
+    spawner->request_fd = spawner->exit_fd = -1;
+}
+
+static void on_child_signal(int number)
+{
+    int saved = errno;
+    char byte = 0;
+    ssize_t ignored = write(child_signal_pipe[1], &byte, 1);
+
+    (void)ignored;
+    (void)number;
+    errno = saved;
+}
+
+/* Reaps the children that ended and reports them. A child's process group
+ * is killed before it is reaped, while its zombie still holds the group
+ * id, so that what the step left behind goes with it. */
+static void reap_and_report(int exit_fd)
+{
+    for (;;) {
+        siginfo_t info;
+        int status;
+
+        memset(&info, 0, sizeof info);
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
+            return;
+        pid_t pid = info.si_pid;
+        kill(-pid, SIGKILL);
+        if (waitpid(pid, &status, 0) != pid)
+            return;
+        int32_t record[2] = { (int32_t)pid, (int32_t)status };
+        if (write_all(exit_fd, record, sizeof record) != 0)
+            _exit(0);
+    }
+}
+
+static void serve_request(lua_State *L, int request_fd)
+{
+    uint32_t length;
+    char *payload;
+    struct step_run run;
+    char *error = NULL;
+
+    if (read_all(request_fd, &length, sizeof length) != 0)
+        _exit(0);
+    payload = malloc(length ? length : 1);
+    if (payload == NULL || read_all(request_fd, payload, length) != 0)
+        _exit(0);
+    struct reader reader = { payload, length, 0, 0 };
+    if (decode_request(&reader, &run) != 0) {
+        send_reply(request_fd, 0, NULL, "the start request was malformed");
+    } else if (runner_spawn(L, &run, &error) != 0) {
+        send_reply(request_fd, 0, NULL, error);
+        free(error);
+    } else {
+        int fds[2] = { run.report_fd, run.output_fd };
+        send_reply(request_fd, run.pid, fds, NULL);
+        close(run.report_fd);
+        close(run.output_fd);
+        run.report_fd = run.output_fd = -1;
+    }
+    runner_release(&run);
+    free(payload);
+}
+
+int spawner_main(int argc, char **argv)
+{
+    struct sigaction action;
+    char *error = NULL;
+
+    if (argc != 4) {
+        fprintf(stderr, "bgwf: __spawner is started by bgwf executor, not by hand\n");
+        return 2;
+    }
+    int request_fd = atoi(argv[1]);
+    int exit_fd = atoi(argv[2]);
+    pid_t executor = getppid();
+
+    /* The spawner lives exactly as long as its executor. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != executor || executor == 1)
+        return 1;
+    fcntl(request_fd, F_SETFD, FD_CLOEXEC);
+    fcntl(exit_fd, F_SETFD, FD_CLOEXEC);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    log_set_role("spawner");
+    if (pipe2(child_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        return 1;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_child_signal;
+    action.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGCHLD, &action, NULL);
+
+    lua_State *L = luahost_open(argv[3], &error);
+    if (L == NULL) {
+        log_error("starting the spawner failed: %s", error);
+        free(error);
+        return 1;
+    }
+    for (;;) {
+        struct pollfd fds[2] = {
+            { .fd = request_fd, .events = POLLIN },
+            { .fd = child_signal_pipe[0], .events = POLLIN },
+        };
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            return 1;
+        char drain[64];
+        while (read(child_signal_pipe[0], drain, sizeof drain) > 0)
+            continue;
+        reap_and_report(exit_fd);
+        if (fds[0].revents & (POLLIN | POLLHUP))
+            serve_request(L, request_fd);
+    }
+}
