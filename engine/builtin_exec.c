@@ -222,10 +222,13 @@ static void tail_append_to(const struct tail *tail, struct strbuf *out)
         strbuf_appendf(out, " (stderr was empty)");
         return;
     }
+    /* The last line comes first, on the message's own line, because status
+     * and list show only the first line of an error. */
+    int last = (tail->next - 1 + TAIL_LINES) % TAIL_LINES;
+    strbuf_appendf(out, ": %s", tail->lines[last]);
     if (tail->count == 1)
-        strbuf_appendf(out, "; last line of stderr:");
-    else
-        strbuf_appendf(out, "; last %d lines of stderr:", tail->count);
+        return;
+    strbuf_appendf(out, "\nlast %d lines of stderr:", tail->count);
     for (int i = 0; i < tail->count; i++) {
         int slot = (tail->next - tail->count + i + TAIL_LINES) % TAIL_LINES;
         strbuf_appendf(out, "\n%s", tail->lines[slot]);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli.h"
@@ -113,6 +114,19 @@ struct store *cli_open_store(const struct cli_common *common)
         free(error);
     }
     return store;
+}
+
+struct store *cli_open_existing_store(const struct cli_common *common)
+{
+    struct stat info;
+
+    if (strstr(common->db, "://") == NULL && stat(common->db, &info) != 0) {
+        int saved = errno;
+        cli_error("database '%s' cannot be read: %s (nothing was submitted to it yet? check "
+                  "--db or BGWF_DB)", common->db, strerror(saved));
+        return NULL;
+    }
+    return cli_open_store(common);
 }
 
 lua_State *cli_open_lua(const struct cli_common *common)

@@ -33,7 +33,8 @@ enum {
     { "help", no_argument, NULL, OPTION_HELP }
 
 #define CLI_COMMON_HELP                                                              \
-    "  --db PATH          SQLite database file (default $BGWF_DB, else ./bgwf.db)\n"   \
+    "  --db PATH|URL      SQLite database file, or a postgresql:// URL\n"             \
+    "                     (default $BGWF_DB, else ./bgwf.db)\n"                       \
     "  --path DIRS        ':'-separated folders holding workflows/ and actions/\n"     \
     "                     (default $BGWF_PATH, else the current folder)\n"             \
     "  --log-level LEVEL  debug, info, warn or error (default info)\n"                 \
@@ -75,6 +76,10 @@ int cli_parse_int(const char *text, int64_t min, int64_t max, int64_t *value);
 /* Opens the store named by common->db; prints the error and returns NULL on
  * failure. */
 struct store *cli_open_store(const struct cli_common *common);
+
+/* Opens the store like cli_open_store, but fails instead of creating an
+ * SQLite file that does not exist: for commands that only read or steer. */
+struct store *cli_open_existing_store(const struct cli_common *common);
 
 /* Opens a Lua state with common->path as the search path; prints the error
  * and returns NULL on failure. */
@@ -134,5 +139,6 @@ int cmd_graph(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_notify(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 
 #endif

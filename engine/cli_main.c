@@ -28,14 +28,15 @@ static const char main_help[] =
     "  complete ID STEP  mark a step MANUALLY_COMPLETED so it does not run\n"
     "  shutdown ID     stop starting steps of the running attempt; resume later\n"
     "  cancel ID       cancel an execution for good, stopping its running steps\n"
+    "  migrate         copy an SQLite store into a new PostgreSQL database\n"
     "\n"
     "Options:\n"
     "  --help          show this help and exit\n"
     "  --version       show the version and exit\n"
     "\n"
     "Run 'bgwf COMMAND --help' for a command's options.\n"
-    "Environment: BGWF_DB (database file), BGWF_PATH (folders with workflows/ and\n"
-    "actions/).\n";
+    "Environment: BGWF_DB (database file or postgresql:// URL), BGWF_PATH\n"
+    "(folders with workflows/ and actions/).\n";
 
 struct command {
     const char *name;
@@ -59,10 +60,12 @@ static const struct command commands[] = {
     { "complete", cmd_complete },
     { "shutdown", cmd_shutdown },
     { "cancel", cmd_cancel },
+    { "migrate", cmd_migrate },
 };
 
 int cli_main(int argc, char **argv)
 {
+    spawner_set_program(argv[0]);
     if (argc < 2) {
         fputs(main_help, stderr);
         return EXIT_USAGE;

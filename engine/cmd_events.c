@@ -19,15 +19,16 @@ static const char *const event_types[] = {
 static const char events_help[] =
     "Usage: bgwf events [--app NAME] [--since TIME|ID] [--limit N] [--json] [options]\n"
     "\n"
-    "Lists stored events, oldest first: START, SUCCESS, FAILURE, SHUTDOWN (of an\n"
-    "attempt), STEP_SUCCESS, STEP_FAILURE, DIED_UNCLEAN (a step whose executor\n"
-    "stopped heartbeating) and INTERNAL_ERROR (an error of the executor itself).\n"
+    "Lists the newest stored events, the oldest of them first: START, SUCCESS,\n"
+    "FAILURE, SHUTDOWN (of an attempt), STEP_SUCCESS, STEP_FAILURE, DIED_UNCLEAN\n"
+    "(a step whose executor stopped heartbeating) and INTERNAL_ERROR (an error of\n"
+    "the executor itself).\n"
     "\n"
     "  --app NAME         only events of application NAME\n"
     "  --since TIME|ID    only events after event ID, or at or after TIME given as\n"
     "                     \"YYYY-MM-DD HH:MM:SS\" (local time) or as N s, m, h or d ago\n"
     "                     (for example 10m)\n"
-    "  --limit N          at most N events (default 1000; 0 for all)\n"
+    "  --limit N          the newest N events (default 1000; 0 for all)\n"
     "  --json             print {\"events\": [{id, type, at, app, execution, attempt,\n"
     "                     step, executor, detail}]}; absent fields do not apply\n"
     CLI_COMMON_HELP;
@@ -42,7 +43,9 @@ static const char notify_help[] =
     "stdin and in BGWF_EVENT_JSON, and BGWF_EVENT, BGWF_APP, BGWF_EXECUTION,\n"
     "BGWF_ATTEMPT and BGWF_STEP set; an action runs like a step with the event as\n"
     "its context. A failed delivery is tried 3 times in all; it never fails the\n"
-    "workflow. Output goes to the attempt's logs as step notify_ID.\n"
+    "workflow. Output goes to the attempt's logs as step notify_ID. STEP_FAILURE\n"
+    "fires for every failed try; its detail starts with \"will be retried: \" when\n"
+    "another try follows, so a FAILURE event (of the attempt) marks a final failure.\n"
     "\n"
     "  --on EVENTS        comma-separated: START, SUCCESS, FAILURE, SHUTDOWN,\n"
     "                     INTERNAL_ERROR, STEP_FAILURE, STEP_SUCCESS, DIED_UNCLEAN\n"
@@ -162,7 +165,7 @@ int cmd_events(int argc, char **argv)
     if (optind != argc)
         return cli_usage_error("events", "unexpected argument '%s'", argv[optind]);
 
-    struct store *store = cli_open_store(&common);
+    struct store *store = cli_open_existing_store(&common);
     struct event_row *rows = NULL;
     int count = 0;
     char *error = NULL;
@@ -173,6 +176,12 @@ int cmd_events(int argc, char **argv)
         free(error);
         store->ops->close(store);
         return EXIT_FAILED;
+    }
+    /* The store returns the newest first; they print oldest first. */
+    for (int i = 0; i < count / 2; i++) {
+        struct event_row swap = rows[i];
+        rows[i] = rows[count - 1 - i];
+        rows[count - 1 - i] = swap;
     }
     if (as_json) {
         print_events_json(rows, count);

@@ -145,7 +145,7 @@ static int open_execution(const char *command, const char *help, int argc, char 
         return cli_usage_error(command, view->app ? "unexpected argument '%s'"
                                                   : "expected one EXECUTION_ID (or --app NAME)%s",
                                view->app ? argv[optind] : "");
-    *store = cli_open_store(&view->common);
+    *store = cli_open_existing_store(&view->common);
     if (*store == NULL)
         return EXIT_FAILED;
     rc = cli_resolve_execution(command, *store, view->app ? NULL : argv[optind], view->app,
@@ -196,7 +196,7 @@ int cmd_list(int argc, char **argv)
         return rc;
     if (optind != argc)
         return cli_usage_error("list", "unexpected argument '%s'", argv[optind]);
-    struct store *store = cli_open_store(&view.common);
+    struct store *store = cli_open_existing_store(&view.common);
     if (store == NULL)
         return EXIT_FAILED;
     struct execution_filter filter = { view.app, view.status, (int)view.limit };
@@ -454,7 +454,7 @@ int cmd_executors(int argc, char **argv)
         return rc;
     if (optind != argc)
         return cli_usage_error("executors", "unexpected argument '%s'", argv[optind]);
-    struct store *store = cli_open_store(&view.common);
+    struct store *store = cli_open_existing_store(&view.common);
     if (store == NULL)
         return EXIT_FAILED;
     if (store->ops->list_executors(store, &rows, &count, &error) != 0) {

@@ -201,7 +201,7 @@ int cmd_logs(int argc, char **argv)
     if (positional > needed)
         token = argv[optind + needed];
 
-    struct store *store = cli_open_store(&common);
+    struct store *store = cli_open_existing_store(&common);
     if (store == NULL)
         return EXIT_FAILED;
     rc = cli_resolve_execution("logs", store, id_text, app, scope, &execution_id);

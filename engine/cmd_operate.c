@@ -122,7 +122,7 @@ static int run_operation(enum operation operation, int argc, char **argv)
     if (spec->takes_step)
         token = argv[optind];
 
-    struct store *store = cli_open_store(&common);
+    struct store *store = cli_open_existing_store(&common);
     if (store == NULL)
         return EXIT_FAILED;
     int64_t execution_id;

@@ -9,11 +9,14 @@
 #include "strbuf.h"
 
 static const char status_help[] =
-    "Usage: bgwf status [EXECUTION_ID] [--json] [options]\n"
+    "Usage: bgwf status [EXECUTION_ID | --app NAME [--scope S]] [--json] [options]\n"
     "\n"
-    "Shows the execution (default: the newest), its current attempt, and each step\n"
-    "with its status, executor, try, duration and status message or error.\n"
+    "Shows the execution (default: the newest of any application), its current\n"
+    "attempt, and each step with its status, executor, try, duration and status\n"
+    "message or error.\n"
     "\n"
+    "  --app NAME         the newest execution of application NAME\n"
+    "  --scope S          with --app: the newest execution of NAME for scope S\n"
     "  --json             print one JSON object: {\"execution\": {id, app, scope,\n"
     "                     status}, \"attempt\": {id, status}, \"steps\": [{token,\n"
     "                     action, status, message, error, executor, try,\n"
@@ -201,18 +204,25 @@ int cmd_status(int argc, char **argv)
 {
     static const struct option options[] = {
         { "json", no_argument, NULL, 'j' },
+        { "app", required_argument, NULL, 'a' },
+        { "scope", required_argument, NULL, 's' },
         CLI_COMMON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     struct cli_common common;
     int64_t execution_id = 0;
     int as_json = 0, option, rc;
+    const char *app = NULL, *scope = NULL;
 
     cli_common_init(&common);
     opterr = 0;
     while ((option = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         if (option == 'j') {
             as_json = 1;
+            continue;
+        }
+        if (option == 'a' || option == 's') {
+            *(option == 'a' ? &app : &scope) = optarg;
             continue;
         }
         rc = cli_common_option("status", option, optarg, &common, status_help);
@@ -223,13 +233,22 @@ int cmd_status(int argc, char **argv)
     }
     if (argc - optind > 1)
         return cli_usage_error("status", "expected at most one EXECUTION_ID");
+    if (scope && !app)
+        return cli_usage_error("status", "--scope needs --app");
+    if (app && optind < argc)
+        return cli_usage_error("status", "give EXECUTION_ID or --app, not both");
     if (optind < argc && cli_parse_int(argv[optind], 1, INT64_MAX, &execution_id) != 0)
         return cli_usage_error("status", "invalid EXECUTION_ID '%s': use the number that "
                                "bgwf submit printed", argv[optind]);
 
-    struct store *store = cli_open_store(&common);
+    struct store *store = cli_open_existing_store(&common);
     if (store == NULL)
         return EXIT_FAILED;
+    if (app && (rc = cli_resolve_execution("status", store, NULL, app, scope,
+                                           &execution_id)) != 0) {
+        store->ops->close(store);
+        return rc;
+    }
     rc = cli_print_status(store, execution_id, as_json);
     store->ops->close(store);
     return rc;

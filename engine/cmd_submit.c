@@ -70,6 +70,10 @@ static void print_outcome(const char *app, const struct submit_request *request,
                (long long)outcome->attempt_id, request->step_count,
                request->step_count == 1 ? "step" : "steps", outcome->skipped);
     }
+    for (int i = 0; i < request->dropped_count; i++)
+        fprintf(stderr, "bgwf: warning: step '%s' is not reachable from the steps workflow %s "
+                "returned, so it was not stored (return it, or a step after it)\n",
+                request->dropped[i], app);
     for (int i = 0; i < outcome->vanished_count; i++)
         fprintf(stderr, "bgwf: warning: step '%s' of the previous attempt is no longer in "
                 "workflow %s; it will not run\n", outcome->vanished[i], app);

@@ -79,7 +79,7 @@ int cmd_wait(int argc, char **argv)
     if (scope && !app)
         return cli_usage_error("wait", "--scope needs --app");
 
-    struct store *store = cli_open_store(&common);
+    struct store *store = cli_open_existing_store(&common);
     if (store == NULL)
         return EXIT_FAILED;
     rc = cli_resolve_execution("wait", store, app ? NULL : argv[optind], app, scope,

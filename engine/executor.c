@@ -247,8 +247,9 @@ static void handle_signals(struct executor *executor)
             executor->stop_signals++;
             if (executor->stop_signals == 1) {
                 log_info("executor=%lld received SIG%s: no new steps start; waiting for %d "
-                         "running steps (send it again to kill them)",
-                         (long long)executor->id, sigabbrev_np(numbers[i]), executor->running);
+                         "running %s (send it again to kill them)",
+                         (long long)executor->id, sigabbrev_np(numbers[i]), executor->running,
+                         executor->running == 1 ? "step" : "steps");
             } else if (executor->stop_signals == 2) {
                 char *reason = strbuf_printf(
                     "killed: executor %lld on host %s received a second stop signal during "
@@ -276,10 +277,16 @@ static void heartbeat(struct executor *executor)
         free(error);
         return;
     }
-    if (revived)
-        log_warn("executor=%lld had been declared dead by another executor (heartbeat older "
-                 "than %d ms); its running steps were failed; it runs again from now",
-                 (long long)executor->id, config->heartbeat_timeout_ms);
+    if (revived) {
+        /* Its steps were failed and may already run elsewhere, so its own
+         * children must not go on: a step runs at one place at a time. */
+        log_warn("executor=%lld had been declared dead by another executor (its heartbeat was "
+                 "late, for example because this process was stopped); killing its %d running "
+                 "steps, whose results would not count; it runs again from now",
+                 (long long)executor->id, executor->running);
+        kill_all(executor, "killed: this step's executor had been declared dead by another "
+                           "executor, and the step was failed and may run again elsewhere");
+    }
     if (store->ops->reap_dead(store, now, config->heartbeat_timeout_ms, &dead, &dead_count,
                               &error) != 0) {
         log_error("executor=%lld looking for dead executors failed: %s",
@@ -372,6 +379,7 @@ static int register_executor(struct executor *executor)
     executor->host[sizeof executor->host - 1] = '\0';
     if (executor->store->ops->executor_register(executor->store, executor->host, (int)getpid(),
                                                 executor->config->apps_text, clock_wall_ms(),
+                                                executor->config->heartbeat_timeout_ms,
                                                 &executor->id, &error) != 0) {
         log_error("registering the executor failed: %s", error);
         free(error);

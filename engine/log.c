@@ -78,7 +78,12 @@ static void append_json_fields(struct strbuf *line, const char *message)
             end++;
         char *text = strbuf_printf("%.*s", (int)(end - value), value);
         strbuf_appendf(line, ",\"%.*s\":", (int)(equals - key), key);
-        json_append_string(line, text);
+        /* Ids and counts are numbers in JSON; everything else is a string. */
+        size_t digits = strspn(text, "0123456789");
+        if (digits > 0 && digits < 19 && text[digits] == '\0' && (text[0] != '0' || digits == 1))
+            strbuf_appendf(line, "%s", text);
+        else
+            json_append_string(line, text);
         free(text);
         p = *end ? end + 1 : end;
     }

@@ -24,6 +24,7 @@ static const char builder_key[] = "bgwf.builder";
 /* Deadline of the workflow build in progress, on the monotonic clock; read
  * by the count hook. A process builds one workflow at a time. */
 static int64_t build_deadline;
+static int64_t build_timeout_ms;
 
 static const char build_timeout_key[] = "bgwf.build_timeout_ms";
 
@@ -32,7 +33,8 @@ static const char build_timeout_key[] = "bgwf.build_timeout_ms";
 static void build_deadline_hook(lua_State *L, lua_Debug *info)
 {
     if (clock_mono_ms() > build_deadline) {
-        lua_pushliteral(L, "building the workflow took longer than its limit (--build-timeout)");
+        lua_pushfstring(L, "building the workflow took longer than its limit of %d s "
+                        "(--build-timeout)", (int)(build_timeout_ms / 1000));
         lua_error(L);
     }
 }
@@ -51,6 +53,7 @@ static void start_build_clock(lua_State *L)
     if (lua_getfield(L, LUA_REGISTRYINDEX, build_timeout_key) == LUA_TNUMBER)
         timeout_ms = (int64_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
+    build_timeout_ms = timeout_ms;
     build_deadline = clock_mono_ms() + timeout_ms;
     lua_sethook(L, build_deadline_hook, LUA_MASKCOUNT, 10000);
 }
@@ -69,6 +72,16 @@ static int traceback_handler(lua_State *L)
 {
     const char *message = lua_tostring(L, 1);
 
+    /* A table raised as an error shows as JSON when it has no __tostring,
+     * not as an address. */
+    if (message == NULL && lua_type(L, 1) == LUA_TTABLE &&
+        luaL_getmetafield(L, 1, "__tostring") == LUA_TNIL &&
+        lua_getfield(L, LUA_REGISTRYINDEX, json_key) == LUA_TTABLE &&
+        lua_getfield(L, -1, "encode") == LUA_TFUNCTION) {
+        lua_pushvalue(L, 1);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1))
+            message = lua_pushfstring(L, "error object %s", lua_tostring(L, -1));
+    }
     if (message == NULL)
         message = luaL_tolstring(L, 1, NULL);
     luaL_traceback(L, L, message, 1);
@@ -451,12 +464,22 @@ int luahost_build(lua_State *L, const char *app, const char *scope, const char *
         }
     }
 
-    if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
+    if (lua_pcall(L, 4, 2, 0) != LUA_OK) {
         char *message = pop_error(L);
         *error = strbuf_printf("workflow '%s': %s", app, message);
         free(message);
         goto done;
     }
+    if (lua_istable(L, -1)) {
+        int count = (int)luaL_len(L, -1);
+        request->dropped = calloc((size_t)count + 1, sizeof *request->dropped);
+        for (int i = 0; i < count; i++) {
+            lua_geti(L, -1, i + 1);
+            request->dropped[request->dropped_count++] = strbuf_dup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
     luahost_read_steps(L, request);
     rc = luahost_check_steps(L, request, error);
 
@@ -479,6 +502,11 @@ void luahost_free_request(struct submit_request *request)
     free(request->steps);
     request->steps = NULL;
     request->step_count = 0;
+    for (int i = 0; i < request->dropped_count; i++)
+        free(request->dropped[i]);
+    free(request->dropped);
+    request->dropped = NULL;
+    request->dropped_count = 0;
 }
 
 int luahost_has_precondition(lua_State *L, const char *name, char **error)

@@ -273,6 +273,21 @@ static void handle_frame(struct step_run *run, char type, const char *payload, s
     switch (type) {
     case FRAME_STATUS:
         set_text(&run->message, payload, length);
+        /* The store keeps text: a NUL byte becomes U+FFFD, not the end. */
+        for (size_t i = 0; i < length; i++) {
+            if (run->message[i] == '\0') {
+                struct strbuf text = STRBUF_INIT;
+                for (size_t j = 0; j < length; j++) {
+                    if (payload[j] == '\0')
+                        strbuf_append(&text, "\xef\xbf\xbd", 3);
+                    else
+                        strbuf_append(&text, payload + j, 1);
+                }
+                free(run->message);
+                run->message = strbuf_detach(&text);
+                break;
+            }
+        }
         run->message_unsaved = 1;
         break;
     case FRAME_LOG: {
@@ -307,17 +322,24 @@ int runner_read(struct step_run *run)
     char type;
     const char *payload;
     size_t length;
-    int rc, framed;
+    int rc, framed = 0;
 
     if (run->report_fd < 0)
         return 1;
     rc = frame_read_available(&run->reader, run->report_fd);
-    while ((framed = frame_next(&run->reader, &type, &payload, &length)) == 1)
-        handle_frame(run, type, payload, length);
+    if (!run->report_corrupt) {
+        while ((framed = frame_next(&run->reader, &type, &payload, &length)) == 1)
+            handle_frame(run, type, payload, length);
+    }
     if (framed < 0) {
-        log_warn("app=%s step=%s sent bytes that are not a report frame; ignoring the rest",
-                 run->step.app, run->step.token);
-        rc = 0;
+        log_warn("app=%s step=%s wrote bytes that are not report frames to its report pipe "
+                 "(file descriptor 3); ignoring the rest", run->step.app, run->step.token);
+        run->report_corrupt = 1;
+    }
+    if (run->report_corrupt) {
+        /* Keep reading, so that the step never dies of SIGPIPE, but drop it. */
+        run->reader.length = 0;
+        run->reader.consumed = 0;
     }
     if (rc == 0 || rc == -2) {
         close(run->report_fd);
@@ -391,6 +413,10 @@ char *runner_finish(struct step_run *run)
         return strbuf_printf("the notification command was killed by signal SIG%s",
                              sigabbrev_np(WTERMSIG(run->wait_status)));
     }
+    if (run->report_corrupt && run->outcome == OUTCOME_NONE)
+        return strbuf_printf("the step wrote bytes that are not report frames to its report "
+                             "pipe (file descriptor 3), so its result is unknown; leave that "
+                             "descriptor alone");
     if (run->outcome == OUTCOME_FAILURE)
         return explain_memory(run, strbuf_dup(run->failure));
     if (run->kind == RUN_CHECK &&

@@ -35,6 +35,7 @@ struct step_run {
     int try_number;
     pid_t pid;             /* also the child's process group id */
     int report_fd;         /* read end of the child's report pipe; -1 when closed */
+    int report_corrupt;    /* the child wrote something that is not a frame */
     int output_fd;         /* read end of the child's stdout and stderr; -1 when closed */
     struct step_log log;   /* where the child's output and log lines go */
     struct frame_reader reader;

@@ -24,6 +24,11 @@
 /* Marks a NULL string in a request. */
 #define NULL_LENGTH UINT32_MAX
 
+/* The program that runs the spawner: this program, as found from argv[0].
+ * /proc/self/exe is the fallback; it names the wrong file under a tool
+ * such as valgrind. */
+static char program_path[4096] = "/proc/self/exe";
+
 /* The spawner's SIGCHLD handler writes here to wake its poll(). */
 static int child_signal_pipe[2] = { -1, -1 };
 
@@ -217,6 +222,33 @@ static int send_reply(int fd, pid_t pid, const int *fds, const char *error)
     return 0;
 }
 
+void spawner_set_program(const char *argv0)
+{
+    char resolved[4096];
+
+    if (argv0 == NULL)
+        return;
+    if (strchr(argv0, '/') != NULL) {
+        if (realpath(argv0, resolved) != NULL)
+            snprintf(program_path, sizeof program_path, "%s", resolved);
+        return;
+    }
+    /* A bare name was found on PATH by the shell; look it up the same way. */
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *end = strchr(path, ':');
+        size_t length = end ? (size_t)(end - path) : strlen(path);
+        char candidate[4096];
+        snprintf(candidate, sizeof candidate, "%.*s/%s", (int)length, length ? path : ".",
+                 argv0);
+        if (access(candidate, X_OK) == 0 && realpath(candidate, resolved) != NULL) {
+            snprintf(program_path, sizeof program_path, "%s", resolved);
+            return;
+        }
+        path = end ? end + 1 : NULL;
+    }
+}
+
 int spawner_start(struct spawner *spawner, const char *search_path, char **error)
 {
     int sockets[2], exits[2];
@@ -255,10 +287,10 @@ int spawner_start(struct spawner *spawner, const char *search_path, char **error
         fcntl(exits[1], F_SETFD, 0);
         snprintf(request_text, sizeof request_text, "%d", sockets[1]);
         snprintf(exit_text, sizeof exit_text, "%d", exits[1]);
-        execl("/proc/self/exe", "bgwf", "__spawner", request_text, exit_text, search_path,
+        execl(program_path, "bgwf", "__spawner", request_text, exit_text, search_path,
               (char *)NULL);
         int saved = errno;
-        fprintf(stderr, "bgwf: starting the spawner (/proc/self/exe) failed: %s\n",
+        fprintf(stderr, "bgwf: starting the spawner (%s) failed: %s\n", program_path,
                 strerror(saved));
         _exit(127);
     }

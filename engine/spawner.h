@@ -25,6 +25,10 @@ struct spawner_exit {
     int wait_status;
 };
 
+/* Records which program to run as the spawner, from the process's argv[0]
+ * (resolved through PATH when it has no '/'). */
+void spawner_set_program(const char *argv0);
+
 /* Starts the spawner by running this program again as "bgwf __spawner",
  * with search_path for actions. Returns 0, or -1 with *error set. */
 int spawner_start(struct spawner *spawner, const char *search_path, char **error);

@@ -25,7 +25,10 @@ char *step_log_default_dir(const char *db_path)
     const char *slash = strrchr(db_path, '/');
     char cwd[4096];
 
-    if (db_path[0] == '/')
+    /* A database URL has no folder: the logs go under the current one. */
+    if (strstr(db_path, "://") != NULL)
+        slash = NULL;
+    else if (db_path[0] == '/')
         return strbuf_printf("%.*s/bgwf-logs", (int)(slash - db_path), db_path);
     /* An absolute folder, so that executors and bgwf logs started from
      * other folders agree. */

@@ -25,7 +25,8 @@ char *step_log_folder(const char *log_dir, const char *app, int64_t execution_id
                       int64_t attempt_id);
 
 /* Returns the malloc'd default log folder for a database path: a
- * "bgwf-logs" folder beside the database file. */
+ * "bgwf-logs" folder beside the database file, or in the current folder
+ * for a database URL (postgresql://...). */
 char *step_log_default_dir(const char *db_path);
 
 /* Prepares log (nothing is created until the first line). header is the

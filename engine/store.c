@@ -1,10 +1,27 @@
 /* Choosing a store backend by location, and freeing what stores return. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "store.h"
+#include "strbuf.h"
+
+int store_is_postgresql(const char *location)
+{
+    return strncmp(location, "postgresql://", 13) == 0 || strncmp(location, "postgres://", 11) == 0;
+}
 
 struct store *store_open(const char *location, char **error)
 {
+    if (store_is_postgresql(location)) {
+#ifdef BGWF_WITH_POSTGRESQL
+        return store_pg_open(location, error);
+#else
+        *error = strbuf_dup("this bgwf was built without the PostgreSQL backend (libpq was not "
+                            "found at build time, or BGWF_WITH_POSTGRESQL was OFF): install "
+                            "libpq-dev and rebuild, or use an SQLite file with --db PATH");
+        return NULL;
+#endif
+    }
     return store_sqlite_open(location, error);
 }
 

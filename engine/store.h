@@ -38,6 +38,8 @@ struct submit_request {
     int new_execution;     /* 1: never resume; start a new execution */
     int step_count;
     struct submit_step *steps;
+    int dropped_count;     /* declared steps not reachable from the tails; not stored */
+    char **dropped;
 };
 
 /* What a submit stored. */
@@ -280,10 +282,12 @@ struct store_ops {
     int (*submit)(struct store *store, const struct submit_request *request,
                   struct submit_outcome *outcome, char **error);
 
-    /* Registers a RUNNING executor and returns its id. apps is for display. */
+    /* Registers a RUNNING executor and returns its id. apps is for display;
+     * heartbeat_timeout_ms is how long others must wait for its heartbeat
+     * before they may declare it dead. */
     int (*executor_register)(struct store *store, const char *host, int pid,
-                             const char *apps, int64_t now_ms, int64_t *executor_id,
-                             char **error);
+                             const char *apps, int64_t now_ms, int64_t heartbeat_timeout_ms,
+                             int64_t *executor_id, char **error);
 
     /* Stamps the executor's heartbeat. *revived is set to 1 when the executor
      * had been declared dead and is RUNNING again from now on. */
@@ -295,7 +299,8 @@ struct store_ops {
                          char **error);
 
     /* Declares dead every RUNNING executor whose heartbeat is older than
-     * now_ms - timeout_ms, fails its RUNNING steps with a message naming it,
+     * both this caller's timeout_ms and the executor's own registered
+     * timeout, fails its RUNNING steps with a message naming it,
      * and returns them in *dead (*dead_count entries; free with
      * store_free_dead). */
     int (*reap_dead)(struct store *store, int64_t now_ms, int64_t timeout_ms,
@@ -383,6 +388,7 @@ struct store_ops {
     /* Stores an event that the executor noticed itself (INTERNAL_ERROR),
      * with the deliveries to its subscribers. */
     int (*record_event)(struct store *store, const struct event_row *event, char **error);
+    /* Returns the newest events that match filter, newest first. */
     int (*list_events)(struct store *store, const struct event_filter *filter,
                        struct event_row **rows, int *count, char **error);
 
@@ -423,9 +429,14 @@ struct store {
     const struct store_ops *ops;
 };
 
-/* Opens the store named by location: a path to an SQLite file (created with
- * the current schema when missing). Returns NULL and sets *error on failure. */
+/* Opens the store named by location: a postgresql:// or postgres:// URL
+ * (libpq's URI syntax) for the PostgreSQL backend, otherwise a path to an
+ * SQLite file. Either is created with the current schema when it has none.
+ * Returns NULL and sets *error on failure. */
 struct store *store_open(const char *location, char **error);
+
+/* Returns 1 when location is a postgresql:// or postgres:// URL. */
+int store_is_postgresql(const char *location);
 
 void store_free_due(struct due_step *steps, int count);
 void store_free_dead(struct dead_executor *dead, int count);
@@ -444,5 +455,9 @@ void store_free_executors(struct executor_row *rows, int count);
 
 /* Opens the SQLite backend; used by store_open. */
 struct store *store_sqlite_open(const char *path, char **error);
+
+/* Opens the PostgreSQL backend (built only with libpq); used by store_open.
+ * Connects to url and creates the schema in a database that has none. */
+struct store *store_pg_open(const char *url, char **error);
 
 #endif

@@ -80,7 +80,8 @@ static const char schema_sql[] =
     "CREATE TABLE executors("
     "  id INTEGER PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
     "  apps TEXT NOT NULL, status TEXT NOT NULL, started_at INTEGER NOT NULL,"
-    "  heartbeat_at INTEGER NOT NULL, stopped_at INTEGER);"
+    "  heartbeat_at INTEGER NOT NULL, stopped_at INTEGER,"
+    "  heartbeat_timeout_ms INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX executors_live ON executors(heartbeat_at) WHERE status = 'RUNNING';";
 
 static const char *const statement_sql[SQL_COUNT] = {
@@ -111,8 +112,8 @@ static const char *const statement_sql[SQL_COUNT] = {
         " ON n.app_id = e.app_id AND n.scope IS e.scope WHERE e.id = ?1",
     [SQL_PENDING_DECREMENT] = "UPDATE steps SET pending = pending - 1 WHERE id = ?1",
     [SQL_EXECUTOR_INSERT] =
-        "INSERT INTO executors(host, pid, apps, status, started_at, heartbeat_at)"
-        " VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?4)",
+        "INSERT INTO executors(host, pid, apps, status, started_at, heartbeat_at,"
+        " heartbeat_timeout_ms) VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?4, ?5)",
     [SQL_EXECUTOR_HEARTBEAT] =
         "UPDATE executors SET heartbeat_at = ?2 WHERE id = ?1 AND status = 'RUNNING'",
     [SQL_EXECUTOR_REVIVE] =
@@ -122,10 +123,11 @@ static const char *const statement_sql[SQL_COUNT] = {
         "UPDATE executors SET status = 'STOPPED', stopped_at = ?2 WHERE id = ?1",
     [SQL_EXECUTORS_STALE] =
         "SELECT id, host, pid, heartbeat_at FROM executors"
-        " WHERE status = 'RUNNING' AND heartbeat_at < ?1",
+        " WHERE status = 'RUNNING' AND heartbeat_at < ?1 - max(?2, heartbeat_timeout_ms)",
     [SQL_EXECUTOR_DECLARE_DEAD] =
         "UPDATE executors SET status = 'STOPPED', stopped_at = ?2"
-        " WHERE id = ?1 AND status = 'RUNNING' AND heartbeat_at < ?3",
+        " WHERE id = ?1 AND status = 'RUNNING'"
+        " AND heartbeat_at < ?2 - max(?3, heartbeat_timeout_ms)",
     [SQL_EXECUTOR_RUNNING_STEPS] =
         "SELECT id, try FROM steps WHERE executor_id = ?1 AND status = 'RUNNING'",
     [SQL_FIND_DUE] =
@@ -154,7 +156,7 @@ static const char *const statement_sql[SQL_COUNT] = {
         " WHERE id = ?1 AND status = 'RUNNING' AND executor_id = ?2 AND try = ?3"
         " RETURNING attempt_id, retries, backoff_initial_ms, backoff_factor, backoff_max_ms",
     [SQL_STEP_RETRY] =
-        "UPDATE steps SET status = 'WAITING', next_check = ?2 WHERE id = ?1",
+        "UPDATE steps SET status = 'WAITING', next_check = ?2 WHERE id = ?1 AND active = 1",
     [SQL_TRY_INSERT] =
         "INSERT OR REPLACE INTO step_tries(step_id, try, executor_id, started_at, ended_at,"
         " status, error) SELECT id, try, executor_id, started_at, ended_at, ?2, error"
@@ -195,7 +197,7 @@ static const char *const statement_sql[SQL_COUNT] = {
         "SELECT e.id, e.at, e.type, ap.name, e.execution_id, e.attempt_id, e.step_token,"
         " e.executor_id, e.detail FROM events e JOIN applications ap ON ap.id = e.app_id"
         " WHERE (?1 IS NULL OR ap.name = ?1) AND e.id > ?2 AND e.at >= ?3"
-        " ORDER BY e.id LIMIT ?4",
+        " ORDER BY e.id DESC LIMIT ?4",
     [SQL_SUBSCRIBE] =
         "INSERT INTO subscriptions(app_id, events, command, action, created_at)"
         " VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -175,7 +175,8 @@ int sqlite_attempt_progress(struct store *store, int64_t attempt_id,
 int sqlite_step_edges(struct store *store, const struct status_report *report,
                       struct step_edge **edges, int *count, char **error);
 int sqlite_executor_register(struct store *store, const char *host, int pid, const char *apps,
-                             int64_t now_ms, int64_t *executor_id, char **error);
+                             int64_t now_ms, int64_t heartbeat_timeout_ms, int64_t *executor_id,
+                             char **error);
 int sqlite_executor_heartbeat(struct store *store, int64_t executor_id, int64_t now_ms,
                               int *revived, char **error);
 int sqlite_executor_stop(struct store *store, int64_t executor_id, int64_t now_ms, char **error);

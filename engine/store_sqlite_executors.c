@@ -8,7 +8,8 @@
 #include "strbuf.h"
 
 int sqlite_executor_register(struct store *base, const char *host, int pid, const char *apps,
-                             int64_t now_ms, int64_t *executor_id, char **error)
+                             int64_t now_ms, int64_t heartbeat_timeout_ms, int64_t *executor_id,
+                             char **error)
 {
     struct sqlite_store *store = (struct sqlite_store *)base;
     sqlite3_stmt *statement = sqlite_statement(store, SQL_EXECUTOR_INSERT, error);
@@ -19,6 +20,7 @@ int sqlite_executor_register(struct store *base, const char *host, int pid, cons
     sqlite3_bind_int(statement, 2, pid);
     sqlite3_bind_text(statement, 3, apps, -1, SQLITE_STATIC);
     sqlite3_bind_int64(statement, 4, now_ms);
+    sqlite3_bind_int64(statement, 5, heartbeat_timeout_ms);
     if (sqlite_run(store, SQL_EXECUTOR_INSERT, error) != 0)
         return -1;
     *executor_id = sqlite3_last_insert_rowid(store->db);
@@ -134,7 +136,6 @@ int sqlite_reap_dead(struct store *base, int64_t now_ms, int64_t timeout_ms,
                      struct dead_executor **dead, int *dead_count, char **error)
 {
     struct sqlite_store *store = (struct sqlite_store *)base;
-    int64_t cutoff = now_ms - timeout_ms;
     struct dead_executor *found = NULL;
     int64_t *heartbeats = NULL;
     int count = 0, capacity = 0, rc;
@@ -148,7 +149,8 @@ int sqlite_reap_dead(struct store *base, int64_t now_ms, int64_t timeout_ms,
     statement = sqlite_statement(store, SQL_EXECUTORS_STALE, error);
     if (statement == NULL)
         goto fail;
-    sqlite3_bind_int64(statement, 1, cutoff);
+    sqlite3_bind_int64(statement, 1, now_ms);
+    sqlite3_bind_int64(statement, 2, timeout_ms);
     while ((rc = sqlite3_step(statement)) == SQLITE_ROW) {
         if (count == capacity) {
             capacity = capacity ? capacity * 2 : 4;
@@ -175,7 +177,7 @@ int sqlite_reap_dead(struct store *base, int64_t now_ms, int64_t timeout_ms,
             goto fail;
         sqlite3_bind_int64(statement, 1, found[i].id);
         sqlite3_bind_int64(statement, 2, now_ms);
-        sqlite3_bind_int64(statement, 3, cutoff);
+        sqlite3_bind_int64(statement, 3, timeout_ms);
         if (sqlite_run(store, SQL_EXECUTOR_DECLARE_DEAD, error) != 0)
             goto fail;
         if (fail_steps_of(store, &found[i], heartbeats[i], now_ms, error) != 0)

@@ -295,8 +295,16 @@ static int record_failed(struct sqlite_store *store, struct step_update *update,
         sqlite3_bind_int64(statement, 1, update->step_id);
         sqlite3_bind_int64(statement, 2, update->at_ms + backoff_ms(update->try_number,
                                                                     initial_ms, factor, max_ms));
-        update->retried = 1;
-        return sqlite_run(store, SQL_STEP_RETRY, error);
+        if (sqlite_run(store, SQL_STEP_RETRY, error) != 0)
+            return -1;
+        /* In an attempt that no longer starts steps (a failure, shutdown or
+         * cancel), the retry would never run: the step stays FAILED and the
+         * attempt may end now. */
+        update->retried = sqlite3_changes(store->db) > 0;
+        if (update->retried)
+            return 0;
+        attempt_set_add(touched, attempt_id);
+        return 0;
     }
 
     /* The attempt stops starting steps: running ones finish, then it fails. */

@@ -49,7 +49,7 @@ static int check_no_live_attempt(struct sqlite_store *store, const struct submit
         char *scope_text = request->scope ? strbuf_printf(" scope '%s'", request->scope)
                                           : strbuf_dup(" without a scope");
         *error = strbuf_printf("%s%s already has attempt %lld of execution %lld in status %s; "
-                               "wait for it to end, or submit with another --scope",
+                               "wait for it to end, stop it (bgwf shutdown or cancel), or use another --scope",
                                request->app, scope_text,
                                (long long)sqlite3_column_int64(statement, 0),
                                (long long)sqlite3_column_int64(statement, 1),

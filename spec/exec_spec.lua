@@ -137,16 +137,15 @@ describe("the exec action", function()
 
       assert.are.equal(1, result.code)
       assert.are.equal("FAILED", step.status)
-      assert.are.equal("exec: sh exited with status 3; last 10 lines of stderr:\n"
+      assert.are.equal("exec: sh exited with status 3: line12\nlast 10 lines of stderr:\n"
                        .. "line3\nline4\nline5\nline6\nline7\nline8\nline9\nline10\nline11\nline12",
-                       first_lines(step.error, 11))
+                       first_lines(step.error, 12))
     end)
 
     it("reports a single stderr line", function()
       local _, step = run_exec(project, { argv = { "sh", "-c", "echo broken >&2; exit 1" } })
 
-      assert.are.equal("exec: sh exited with status 1; last line of stderr:\nbroken",
-                       first_lines(step.error, 2))
+      assert.are.equal("exec: sh exited with status 1: broken", first_lines(step.error, 2))
     end)
 
     it("reports a signal", function()
@@ -191,8 +190,7 @@ describe("the exec action", function()
       })
 
       assert.are.equal("FAILED", step.status)
-      assert.are.equal("exec: timed out after 0.5 s: sh; last line of stderr:\nwaiting",
-                       first_lines(step.error, 2))
+      assert.are.equal("exec: timed out after 0.5 s: sh: waiting", first_lines(step.error, 2))
     end)
   end)
 

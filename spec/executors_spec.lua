@@ -239,13 +239,14 @@ return {
       local message = helper.steps_by_token(failed).slow.error or ""
       assert.is_truthy(message:find("executor " .. tostring(first_id), 1, true), message)
 
-      -- The step's process was never stopped: it completes and reports
-      -- success to the first executor once that one runs again.
-      project:write("release", "")
+      -- Once it runs again, the first executor learns from its heartbeat
+      -- that it was declared dead and kills its step, which may already
+      -- run elsewhere; nothing it reports counts.
       first:signal("CONT")
-      project:wait_for_file("finished")
-      -- Wait about 60 loop turns of the first executor, enough for it to
-      -- try its write.
+      helper.wait_until("the first executor kills its step", function()
+        return first:stderr():find("had been declared dead", 1, true) ~= nil
+      end)
+      project:write("release", "")
       helper.sleep(3)
 
       local status = assert(project:status())
@@ -253,6 +254,7 @@ return {
       assert.are.equal("FAILED", steps.slow.status)
       assert.are.equal("WAITING", steps.next.status)
       assert.are.equal("FAILED", status.attempt.status)
+      assert.is_false(project:exists("finished"), "the killed step still finished")
     end)
   end)
 

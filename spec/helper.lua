@@ -221,6 +221,50 @@ end
 local Project = {}
 Project.__index = Project
 
+-- The backend switch. With BGWF_TEST_DB_URL set to the URL of a maintenance
+-- database on a PostgreSQL server (e.g. postgresql://postgres@/postgres?
+-- host=/tmp/x&port=5433, as scripts/pg-cluster prints), every project gets
+-- a fresh database on that server instead of an SQLite file, and cleanup()
+-- drops it. Without it the specs use SQLite.
+helper.postgresql_url = os.getenv("BGWF_TEST_DB_URL")
+if helper.postgresql_url == "" then
+  helper.postgresql_url = nil
+end
+
+-- Return true when location names a PostgreSQL database.
+function helper.is_postgresql(location)
+  return location ~= nil and (location:match("^postgresql://") or location:match("^postgres://")) ~= nil
+end
+
+-- Return the URL of the database named name on the server of url.
+function helper.database_url(url, name)
+  local prefix, rest = url:match("^(postgres[a-z]*://[^/?]*/)[^?]*(.*)$")
+  assert(prefix, "not a PostgreSQL URL with a database path: " .. url)
+  return prefix .. name .. rest
+end
+
+-- Run SQL through psql on the database at url and return its unaligned
+-- output, or raise with psql's message.
+function helper.psql(url, sql)
+  local pipe = io.popen(("psql -X -q -At -v ON_ERROR_STOP=1 %s -c %s 2>&1"):format(
+    quote(url), quote(sql)))
+  local output = pipe:read("a")
+  local ok = pipe:close()
+  assert(ok, ("psql failed on %s: %s"):format(sql, output))
+  return output
+end
+
+-- Create a fresh database for a project in folder root and return its URL,
+-- or nil when the specs run on SQLite.
+function helper.new_database(root)
+  if not helper.postgresql_url then
+    return nil
+  end
+  local name = "bgwf_spec_" .. root:match("([^./]+)$")
+  helper.psql(helper.postgresql_url, ('CREATE DATABASE "%s"'):format(name))
+  return helper.database_url(helper.postgresql_url, name), name
+end
+
 -- Create an empty project in a fresh temporary folder.
 function helper.new_project()
   assert(helper.file_exists(helper.bin),
@@ -231,7 +275,7 @@ function helper.new_project()
   assert(root and root ~= "", "mktemp -d failed")
   local project = setmetatable({
     dir = root,
-    db = root .. "/bgwf.db",
+    db = helper.new_database(root) or (root .. "/bgwf.db"),
     scratch = root .. "/.spec",
     processes = {},
     runs = 0,
@@ -245,13 +289,15 @@ function Project:path(relative)
 end
 
 -- Write a file under the project root, creating its folders. Every "@DIR@"
--- in the text becomes the project root, so actions can use absolute paths.
+-- in the text becomes the project root, so actions can use absolute paths,
+-- and every "@DB@" the project database (a file path or a PostgreSQL URL).
 function Project:write(relative, text)
   local path = self:path(relative)
   local folder = path:match("^(.*)/[^/]*$")
   shell("mkdir -p " .. quote(folder))
   local file = assert(io.open(path, "wb"))
-  file:write((text:gsub("@DIR@", function() return self.dir end)))
+  text = text:gsub("@DIR@", function() return self.dir end)
+  file:write((text:gsub("@DB@", function() return self.db end)))
   file:close()
   return path
 end
@@ -445,6 +491,15 @@ end
 -- file or a missing table counts as zero rows.
 function Project:count_rows(table_name, db)
   db = db or self.db
+  if helper.is_postgresql(db) then
+    if helper.psql(db, ("SELECT to_regclass('%s') IS NULL"):format(table_name)):match("^t") then
+      return 0
+    end
+    local output = helper.psql(db, ("SELECT count(*) FROM %s"):format(table_name))
+    local count = tonumber(output:match("^%s*(%d+)%s*$"))
+    assert(count, ("psql could not count %s in %s: %s"):format(table_name, db, output))
+    return count
+  end
   if not helper.file_exists(db) then
     return 0
   end
@@ -457,6 +512,33 @@ function Project:count_rows(table_name, db)
   local count = tonumber(output:match("^%s*(%d+)%s*$"))
   assert(count, ("sqlite3 could not count %s in %s: %s"):format(table_name, db, output))
   return count
+end
+
+-- Return the number that a query of one value returns from the project
+-- database (or db): through psql for a PostgreSQL URL, else through sqlite3.
+function Project:query_number(sql, db)
+  db = db or self.db
+  local output
+  if helper.is_postgresql(db) then
+    output = helper.psql(db, sql)
+  else
+    local pipe = io.popen(("sqlite3 -readonly %s %s 2>&1"):format(quote(db), quote(sql)))
+    output = pipe:read("a")
+    pipe:close()
+  end
+  local number = tonumber(output:match("^%s*(%-?[%d.]+)%s*$"))
+  assert(number, ("could not read a number from %s in %s: %s"):format(sql, db, output))
+  return number
+end
+
+-- Return true when the project database (or db) exists: the SQLite file,
+-- or the bgwf tables in the PostgreSQL database.
+function Project:database_exists(db)
+  db = db or self.db
+  if helper.is_postgresql(db) then
+    return helper.psql(db, "SELECT to_regclass('bgwf_meta') IS NOT NULL"):match("^t") ~= nil
+  end
+  return helper.file_exists(db)
 end
 
 -- Return the number of rows in executions, attempts and steps together.
@@ -474,6 +556,10 @@ function Project:cleanup()
   if os.getenv("BGWF_SPEC_KEEP") then
     io.stderr:write("kept project folder " .. self.dir .. "\n")
     return
+  end
+  if helper.is_postgresql(self.db) then
+    local name = self.db:match("^postgres[a-z]*://[^/?]*/([^?]*)")
+    helper.psql(helper.postgresql_url, ('DROP DATABASE IF EXISTS "%s" WITH (FORCE)'):format(name))
   end
   shell("rm -rf " .. quote(self.dir))
 end

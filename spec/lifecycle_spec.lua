@@ -368,9 +368,10 @@ describe("bgwf submit", function()
     it("stores one attempt on an existing database", function()
       for round = 1, ROUNDS do
         check_round(round, function(fresh)
-          local listed = fresh:run({ "list" })
-          assert.are.equal(0, listed.code, listed.stderr)
-          assert.is_true(helper.file_exists(fresh.db), "bgwf list creates the database")
+          -- A subscription is the one write that needs no workflow file.
+          local created = fresh:run({ "notify", "other", "--on", "FAILURE", "--command", "true" })
+          assert.are.equal(0, created.code, created.stderr)
+          assert.is_true(fresh:database_exists(), "bgwf notify creates the database")
         end)
       end
     end)

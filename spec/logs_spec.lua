@@ -1,6 +1,6 @@
--- Step logs and what an operator sees of a failure: each step's output goes
--- to a file of its own per application, execution, attempt and step; `bgwf
--- logs` prints them, and `bgwf show --step` shows an error in full. The
+-- Step logs and what an operator sees of a failure. Each step's output goes
+-- to a file of its own per application, execution, attempt and step, which
+-- `bgwf logs` prints. `bgwf show --step` shows an error in full, and the
 -- executor's own log lines can be JSON.
 
 local helper = require("helper")
@@ -79,8 +79,9 @@ return {
 ]]
 
 -- "ping" and "pong" run at once and take turns printing "turn N": each
--- waits for the other's file of the previous turn and sleeps 20 ms before
--- printing, so every turn has a later time than the one before.
+-- waits for the other's file of the previous turn and sleeps 0.2 s before
+-- and after printing. The executor stamps a line when it reads it, so each
+-- turn gets a later time unless the executor stalls for 0.2 s.
 local PING_PONG_WORKFLOW = [[
 return function(wf, ctx)
   local dir = "@DIR@"
@@ -115,10 +116,10 @@ return {
       elseif not ctx.leads then
         wait_for(ctx.dir .. "/" .. ctx.other .. "_" .. turn)
       end
-      os.execute("sleep 0.02")
+      os.execute("sleep 0.2")
       print("turn " .. turn)
       io.stdout:flush()
-      os.execute("sleep 0.02")
+      os.execute("sleep 0.2")
       local file = assert(io.open(ctx.dir .. "/" .. ctx.me .. "_" .. turn, "w"))
       file:close()
     end
@@ -157,7 +158,7 @@ return {
 ]]
 
 -- "flood" writes ctx.megabytes MiB of 1 KiB lines to stdout, then records
--- in ctx.done how many writes succeeded.
+-- in ctx.done how many of its 1 MiB writes succeeded.
 local FLOOD_WORKFLOW = [[
 return function(wf, ctx)
   return { wf:step("flood", "flood", { megabytes = 200, done = "@DIR@/flood_done" }) }
@@ -335,6 +336,27 @@ describe("step logs", function()
     end)
   end)
 
+  describe("of an executor given --log-dir", function()
+    it("go to that folder and are read from it", function()
+      project:write("workflows/alpha.lua", SAY_WORKFLOW)
+      project:write("actions/say.lua", SAY_ACTION)
+      local log_dir = project:path("elsewhere/logs")
+      observability.run_ok(project, { "submit", "alpha" })
+      local executor = project:start_executor("alpha",
+        { "--exit-when-idle", "--log-dir", log_dir })
+      assert.are.equal(0, executor:wait(120), executor:describe())
+      local execution, attempt = observability.ids(project)
+
+      local path = ("%s/alpha/%d/%d/say.log"):format(log_dir, execution, attempt)
+      local messages = messages_of(path)
+      assert.are.equal("I am alpha in step say", messages[2])
+      assert.is_falsy(project:exists("bgwf-logs/alpha"))
+      local printed = observability.run_ok(project,
+        { "logs", tostring(execution), "say", "--log-dir", log_dir })
+      assert.are.same(messages, observability.messages(printed.stdout))
+    end)
+  end)
+
   describe("printed by bgwf logs", function()
     local execution
 
@@ -442,8 +464,9 @@ describe("step logs", function()
       local executor = project:start_executor("flood", { "--log-max-bytes", tostring(CAP) })
       local status = project:wait_for_attempt({ FINISHED = true, FAILED = true }, { deadline = 300 })
       -- VmHWM is the executor's peak resident memory over its whole life.
-      -- It stays about 5 MiB on Debian 12 x86-64 while the step writes
-      -- 200 MiB; holding the output would take 200 MiB or more.
+      -- It was 4.5 MiB in a run on a 2-core Debian 12 x86-64 VM while the
+      -- step wrote 200 MiB, so 50 MiB leaves room and still catches an
+      -- executor that buffers the output.
       local peak_kib = observability.peak_rss_kib(executor.pid)
 
       assert.are.equal("FINISHED", status.attempt.status)
@@ -540,7 +563,7 @@ describe("executor log lines with --log-format json", function()
     project:cleanup()
   end)
 
-  it("parse as JSON objects with ids as strings", function()
+  it("parse as JSON objects with numeric ids", function()
     observability.run_ok(project, { "submit", "broken" })
     local executor = project:start_executor("broken",
       { "--exit-when-idle", "--log-format", "json" })
@@ -557,7 +580,7 @@ describe("executor log lines with --log-format json", function()
       assert.is_string(entry.level, line)
       assert.are.equal(executor.pid, entry.pid, line)
       assert.are.equal("executor", entry.role, line)
-      assert.is_string(entry.executor, line)
+      assert.are.equal("integer", math.type(entry.executor), line)
       assert.is_string(entry.message, line)
       if entry.step == "broken" and entry.level == "warn" then
         failure = entry
@@ -565,7 +588,37 @@ describe("executor log lines with --log-format json", function()
     end
     assert.is_truthy(failure, executor:stderr())
     assert.are.equal("broken", failure.app)
-    assert.are.equal(tostring(execution), failure.execution)
+    assert.are.equal(execution, failure.execution)
     assert.is_truthy(failure.message:find("the input table is empty", 1, true), failure.message)
+  end)
+end)
+
+describe("executor log lines in the default text format", function()
+  local project
+
+  before_each(function()
+    project = helper.new_project()
+    project:write("workflows/broken.lua", BROKEN_WORKFLOW)
+    project:write("actions/broken.lua", BROKEN_ACTION)
+  end)
+
+  after_each(function()
+    project:cleanup()
+  end)
+
+  it("each start with time, level, pid and role", function()
+    observability.run_ok(project, { "submit", "broken" })
+    local executor = project:start_executor("broken", { "--exit-when-idle" })
+    assert.are.equal(0, executor:wait(120), executor:describe())
+
+    local lines = helper.read_lines(executor.folder .. "/stderr")
+    assert.is_true(#lines >= 3, executor:stderr())
+    local prefix = observability.TIME_PREFIX .. "(%a+)%s+(%d+) (%a+): executor=%d+ "
+    for _, line in ipairs(lines) do
+      local level, pid, role = line:match(prefix)
+      assert.is_truthy(level, "not a log line: " .. line)
+      assert.are.equal(tostring(executor.pid), pid, line)
+      assert.are.equal("executor", role, line)
+    end
   end)
 end)

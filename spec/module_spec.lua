@@ -43,7 +43,7 @@ describe("the bgwf module", function()
     it("stores a workflow that an executor then runs", function()
       local code, out, err = run_lua(project, [[
 local bgwf = require("bgwf")
-local store <close> = assert(bgwf.open("@DIR@/bgwf.db", { path = "@DIR@" }))
+local store <close> = assert(bgwf.open("@DB@", { path = "@DIR@" }))
 local execution, attempt, details = store:submit("pair", { context = { message = "hi" } })
 print(execution, attempt, details.resumed, details.attempt_status)
 ]])
@@ -62,7 +62,7 @@ print(execution, attempt, details.resumed, details.attempt_status)
       assert.are.equal(0, project:run({ "run", "pair", "--poll-ms", "50" }).code)
 
       local code, out, err = run_lua(project, [[
-local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db"))
+local store <close> = assert(require("bgwf").open("@DB@"))
 local report = assert(store:status())
 print(report.execution.id, report.execution.app, report.execution.status, report.attempt.status)
 for _, step in ipairs(assert(store:steps(1))) do
@@ -78,7 +78,7 @@ end
 
     it("returns nil and a message for a missing workflow", function()
       local code, out, err = run_lua(project, [[
-local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db", { path = "@DIR@" }))
+local store <close> = assert(require("bgwf").open("@DB@", { path = "@DIR@" }))
 print(store:submit("absent"))
 ]])
 
@@ -90,19 +90,19 @@ print(store:submit("absent"))
 
     it("returns nil and a message for an unknown execution", function()
       local code, out, err = run_lua(project, [[
-local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db"))
+local store <close> = assert(require("bgwf").open("@DB@"))
 print(store:status(42))
 ]])
 
       assert.are.equal(0, code, err)
-      assert.are.equal("nil\texecution 42 not found in " .. project.dir .. "/bgwf.db\n", out)
+      assert.are.equal("nil\texecution 42 not found in " .. project.db .. "\n", out)
     end)
   end)
 
   describe("submitting a builder function", function()
     it("stores it under options.app for executors of that app", function()
       local code, out, err = run_lua(project, [[
-local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db", { path = "@DIR@" }))
+local store <close> = assert(require("bgwf").open("@DB@", { path = "@DIR@" }))
 print(store:submit(function(wf, ctx)
   local a = wf:step("a", "noop", ctx)
   return { wf:step("b", "noop", {}, { after = { a } }) }
@@ -122,7 +122,7 @@ end, { app = "adhoc", scope = "today", context = { n = 1 } }))
 
     it("checks the actions it names", function()
       local code, out, err = run_lua(project, [[
-local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db", { path = "@DIR@" }))
+local store <close> = assert(require("bgwf").open("@DB@", { path = "@DIR@" }))
 print(store:submit(function(wf) return { wf:step("a", "absent_action", {}) } end,
                    { app = "adhoc" }))
 ]])
@@ -136,7 +136,7 @@ print(store:submit(function(wf) return { wf:step("a", "absent_action", {}) } end
 
     it("raises without options.app", function()
       local code, _, err = run_lua(project, [[
-local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db"))
+local store <close> = assert(require("bgwf").open("@DB@"))
 store:submit(function(wf) end)
 ]])
 
@@ -149,7 +149,7 @@ store:submit(function(wf) end)
   describe("store handle", function()
     it("has a name, closes once and rejects use after close", function()
       local code, out, err = run_lua(project, [[
-local store = assert(require("bgwf").open("@DIR@/bgwf.db"))
+local store = assert(require("bgwf").open("@DB@"))
 print(tostring(store))
 store:close()
 store:close()
@@ -160,7 +160,7 @@ print(pcall(store.submit, store, "pair"))
 
       assert.are.equal(0, code, err)
       local closed = "the bgwf store handle is closed (open another with bgwf.open)"
-      assert.are.equal("bgwf.store (" .. project.dir .. "/bgwf.db)\nbgwf.store (closed)\n"
+      assert.are.equal("bgwf.store (" .. project.db .. ")\nbgwf.store (closed)\n"
                        .. "false\t" .. closed .. "\nfalse\t" .. closed .. "\n", out)
     end)
 
@@ -168,7 +168,7 @@ print(pcall(store.submit, store, "pair"))
       local code, out, err = run_lua(project, [[
 local escaped
 do
-  local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db"))
+  local store <close> = assert(require("bgwf").open("@DB@"))
   escaped = store
 end
 print(tostring(escaped))
@@ -180,7 +180,7 @@ print(tostring(escaped))
 
     it("rejects a wrong handle type", function()
       local code, out, err = run_lua(project, [[
-local store <close> = assert(require("bgwf").open("@DIR@/bgwf.db"))
+local store <close> = assert(require("bgwf").open("@DB@"))
 print(pcall(store.status, {}))
 ]])
 

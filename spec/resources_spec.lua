@@ -189,7 +189,7 @@ return {
 ]]
 
 -- "reader" reads a resource that no step writes; "storer" writes a table
--- that holds a function.
+-- that contains a function.
 local INVALID_USE_WORKFLOW = [[
 return function(wf, ctx)
   local reader = wf:step("reader", "read", {

@@ -136,7 +136,7 @@ function robustness.parse_ledger_line(line)
     return nil
   end
   local record = { event = event, line = line }
-  for key, value in rest:gmatch("(%w+)=(%S+)") do
+  for key, value in rest:gmatch("([%w_]+)=(%S+)") do
     record[key] = tonumber(value) or value
   end
   return record
@@ -182,8 +182,9 @@ end
 robustness.actions = {}
 
 -- Append "start" and "end" lines to ctx.ledger around a sleep of
--- ctx.seconds (default 0.3). Each line carries the token, the step's pid and
--- its executor's pid (the step's parent process).
+-- ctx.seconds (default 0.3). Each line carries the token, the try, the
+-- step's pid and its executor's pid. The executor forks steps through a
+-- spawner process of its own, so the executor is the step's grandparent.
 robustness.actions.ledger_sleep = [[
 local function append(path, line)
   local file = assert(io.open(path, "a"))
@@ -191,12 +192,19 @@ local function append(path, line)
   file:close()
 end
 
+local function pid_and_parent(stat_path)
+  local file = assert(io.open(stat_path))
+  local stat = file:read("l")
+  file:close()
+  return stat:match("^(%d+) %(.*%) %a (%d+)")
+end
+
 return {
   execute = function(step, ctx)
-    local stat = io.open("/proc/self/stat"):read("l")
-    local pid, ppid = stat:match("^(%d+) %(.*%) %a (%d+)")
+    local pid, spawner = pid_and_parent("/proc/self/stat")
+    local _, executor = pid_and_parent("/proc/" .. spawner .. "/stat")
     local fields = ("token=%s pid=%s executor_pid=%s try=%d"):format(
-      step.token, pid, ppid, step.try)
+      step.token, pid, executor, step.try)
     append(ctx.ledger, "start " .. fields)
     os.execute("sleep " .. tostring(ctx.seconds or 0.3))
     append(ctx.ledger, "end " .. fields)

@@ -347,6 +347,7 @@ describe("bgwf wait", function()
   end)
 
   it("exits 1 on an unknown execution", function()
+    assert.are.equal(0, project:run({ "submit", "chain" }).code)
     local result = project:run({ "wait", "99", "--timeout", "1" })
 
     assert.are.equal(1, result.code, result.stdout .. result.stderr)

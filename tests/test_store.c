@@ -117,8 +117,10 @@ static void test_claim_and_results(void)
     int try_number;
 
     submit_three(store, &execution_id, &attempt_id);
-    store->ops->executor_register(store, "host", 1, "three", clock_wall_ms(), &first, &error);
-    store->ops->executor_register(store, "host", 2, "three", clock_wall_ms(), &second, &error);
+    store->ops->executor_register(store, "host", 1, "three", clock_wall_ms(), 30000, &first,
+                                  &error);
+    store->ops->executor_register(store, "host", 2, "three", clock_wall_ms(), 30000, &second,
+                                  &error);
 
     int64_t a = find_step(store, "a");
     CHECK("a is due", a != 0);
@@ -192,7 +194,8 @@ static void test_attempt_finishes(void)
     struct status_report report;
 
     submit_three(store, &execution_id, &attempt_id);
-    store->ops->executor_register(store, "host", 1, "three", clock_wall_ms(), &executor, &error);
+    store->ops->executor_register(store, "host", 1, "three", clock_wall_ms(), 30000, &executor,
+                                  &error);
     for (int round = 0; round < 3; round++) {
         const char *tokens[] = { "a", "c", "b" };
         int64_t id = find_step(store, tokens[round]);
@@ -229,12 +232,17 @@ static void test_dead_executor(void)
     int64_t now = clock_wall_ms();
 
     submit_three(store, &execution_id, &attempt_id);
-    store->ops->executor_register(store, "lost-host", 41, "three", now - 60000, &dead_id, &error);
-    store->ops->executor_register(store, "live-host", 42, "three", now, &live_id, &error);
+    store->ops->executor_register(store, "lost-host", 41, "three", now - 60000, 30000, &dead_id,
+                                  &error);
+    store->ops->executor_register(store, "live-host", 42, "three", now, 30000, &live_id, &error);
+    /* Silent for 5 s, but it registered a 60 s timeout: not dead yet. */
+    int64_t patient_id;
+    store->ops->executor_register(store, "patient-host", 43, "three", now - 5000, 60000,
+                                  &patient_id, &error);
     int64_t a = find_step(store, "a");
     store->ops->claim(store, a, dead_id, now, 0, &try_number, &error);
 
-    store->ops->reap_dead(store, now, 30000, &dead, &dead_count, &error);
+    store->ops->reap_dead(store, now, 1000, &dead, &dead_count, &error);
     CHECK("one executor declared dead", dead_count == 1);
     CHECK("the silent one", dead_count == 1 && dead[0].id == dead_id && dead[0].failed_steps == 1);
     store_free_dead(dead, dead_count);

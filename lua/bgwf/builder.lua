@@ -52,10 +52,19 @@ local function check_self(self, method)
   end
 end
 
+--- Returns name quoted for a message; control bytes (a NUL would cut the
+--- message short) and bytes above 127 are escaped.
+local function quote(name)
+  if name:find("[%c\128-\255]") then
+    return (string.format("%q", name):gsub("\\\n", "\\n"))
+  end
+  return "'" .. name .. "'"
+end
+
 local function check_token(token, what)
   if type(token) ~= "string" or not token:match("^[%w_]+$") then
     error(string.format("invalid %s token %s: use letters, digits and '_'", what,
-      type(token) == "string" and ("'" .. token .. "'") or ("of type " .. type(token))), 3)
+      type(token) == "string" and quote(token) or ("of type " .. type(token))), 3)
   end
 end
 
@@ -176,7 +185,7 @@ function Builder:step(token, action, context, options)
   check_token(token, "step")
   if not is_valid_name(action) then
     error(string.format("invalid action name %s for step '%s': use letters, digits and '_', " ..
-      "in segments joined by '.'", type(action) == "string" and ("'" .. action .. "'") or
+      "in segments joined by '.'", type(action) == "string" and quote(action) or
       ("of type " .. type(action)), self.prefix .. token), 2)
   end
   local checked = check_options(self.prefix .. token, options)
@@ -352,8 +361,9 @@ end
 
 --- Builds the workflow of app with workflow_fn (the function a workflow
 --- file returns) and the submit context ctx. Returns a list of
---- { token, action, context (JSON), cooldown_ms, policy, deps (indexes) }; raises an
---- error that names the problem otherwise.
+--- { token, action, context (JSON), cooldown_ms, policy, deps (indexes) } and
+--- the list of tokens declared but not reachable from the returned tails;
+--- raises an error that names the problem otherwise.
 function M.build(app, scope_name, workflow_fn, ctx)
   local state = { steps = {}, by_token = {}, resolving = {}, expanding = {} }
   local root = setmetatable({
@@ -396,11 +406,13 @@ function M.build(app, scope_name, workflow_fn, ctx)
     end
   end
 
-  local index, result = {}, {}
+  local index, result, dropped = {}, {}, {}
   for _, node in ipairs(state.steps) do
     if reachable[node] then
       result[#result + 1] = node
       index[node] = #result
+    else
+      dropped[#dropped + 1] = node.token
     end
   end
   for i, node in ipairs(result) do
@@ -416,7 +428,7 @@ function M.build(app, scope_name, workflow_fn, ctx)
       cooldown_ms = node.cooldown_ms, policy = node.policy, deps = deps,
     }
   end
-  return result
+  return result, dropped
 end
 
 return M
