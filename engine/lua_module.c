@@ -405,10 +405,108 @@ static int store_tostring(lua_State *L)
     return 1;
 }
 
+/* Pushes what an operator command changed as a table: { execution,
+ * attempt, steps = { { token, from, to } }, attempt_from, attempt_to,
+ * execution_from, execution_to, running_steps }. [-0, +1, m] */
+static void push_changes(lua_State *L, const struct change_report *report)
+{
+    lua_createtable(L, 0, 8);
+    set_integer(L, "execution", report->execution_id);
+    set_integer(L, "attempt", report->attempt_id);
+    set_string(L, "attempt_from", report->attempt_from);
+    set_string(L, "attempt_to", report->attempt_to);
+    set_string(L, "execution_from", report->execution_from);
+    set_string(L, "execution_to", report->execution_to);
+    set_integer(L, "running_steps", report->running_steps);
+    lua_createtable(L, report->change_count, 0);
+    for (int i = 0; i < report->change_count; i++) {
+        lua_createtable(L, 0, 3);
+        set_string(L, "token", report->changes[i].token);
+        set_string(L, "from", report->changes[i].from);
+        set_string(L, "to", report->changes[i].to);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "steps");
+}
+
+enum operation { OPERATION_REVERT, OPERATION_COMPLETE, OPERATION_SHUTDOWN, OPERATION_CANCEL };
+
+/* Runs an operator command on the execution at index 2, with the step
+ * token at index 3 for revert and complete. Returns the change table, or
+ * nil and a message when the state does not allow it. */
+static int run_operation(lua_State *L, enum operation operation)
+{
+    struct store_handle *handle = check_open(L);
+    lua_Integer execution_id = luaL_checkinteger(L, 2);
+    const char *token = NULL;
+    int downstream = 0;
+    struct change_report report;
+    char *error = NULL;
+    int failed;
+
+    luaL_argcheck(L, execution_id > 0, 2, "execution id must be positive");
+    if (operation == OPERATION_REVERT || operation == OPERATION_COMPLETE)
+        token = luaL_checkstring(L, 3);
+    if (operation == OPERATION_REVERT && lua_istable(L, 4)) {
+        lua_getfield(L, 4, "downstream");
+        downstream = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    struct store *store = handle->store;
+    switch (operation) {
+    case OPERATION_REVERT:
+        failed = store->ops->revert(store, execution_id, token, downstream, &report, &error);
+        break;
+    case OPERATION_COMPLETE:
+        failed = store->ops->complete(store, execution_id, token, &report, &error);
+        break;
+    case OPERATION_SHUTDOWN:
+        failed = store->ops->shutdown(store, execution_id, &report, &error);
+        break;
+    default:
+        failed = store->ops->cancel(store, execution_id, &report, &error);
+        break;
+    }
+    if (failed)
+        return push_failure(L, error);
+    push_changes(L, &report);
+    store_free_changes(&report);
+    return 1;
+}
+
+/* store:revert(execution, token [, { downstream = true }]) -> changes |
+ * nil, message. [-(2|3|4), +(1|2), e] */
+static int store_revert(lua_State *L)
+{
+    return run_operation(L, OPERATION_REVERT);
+}
+
+/* store:complete(execution, token) -> changes | nil, message. [-3, +(1|2), e] */
+static int store_complete(lua_State *L)
+{
+    return run_operation(L, OPERATION_COMPLETE);
+}
+
+/* store:shutdown(execution) -> changes | nil, message. [-2, +(1|2), e] */
+static int store_shutdown(lua_State *L)
+{
+    return run_operation(L, OPERATION_SHUTDOWN);
+}
+
+/* store:cancel(execution) -> changes | nil, message. [-2, +(1|2), e] */
+static int store_cancel(lua_State *L)
+{
+    return run_operation(L, OPERATION_CANCEL);
+}
+
 static const luaL_Reg store_methods[] = {
     { "submit", store_submit },
     { "status", store_status },
     { "steps", store_steps },
+    { "revert", store_revert },
+    { "complete", store_complete },
+    { "shutdown", store_shutdown },
+    { "cancel", store_cancel },
     { "close", store_close },
     { NULL, NULL },
 };

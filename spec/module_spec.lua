@@ -99,6 +99,36 @@ print(store:status(42))
     end)
   end)
 
+  describe("running the manual operations", function()
+    it("reverts, completes and cancels through the store", function()
+      assert.are.equal(0, project:run({ "run", "pair", "--poll-ms", "50" }).code)
+
+      local code, out, err = run_lua(project, [[
+local store <close> = assert(require("bgwf").open("@DB@"))
+local changes = assert(store:revert(1, "first", { downstream = true }))
+for _, step in ipairs(changes.steps) do print(step.token, step.from, step.to) end
+print(changes.execution_from, changes.execution_to)
+print(store:revert(1, "nope"))
+changes = assert(store:complete(1, "first"))
+print(changes.steps[1].token, changes.steps[1].to)
+changes = assert(store:cancel(1))
+print(changes.execution_to)
+print(store:shutdown(1))
+]])
+
+      assert.are.equal(0, code, err)
+      assert.are.equal("first\tCOMPLETED\tREVERTED\n"
+                       .. "second\tCOMPLETED\tREVERTED\n"
+                       .. "COMPLETE\tINCOMPLETE\n"
+                       .. "nil\texecution 1 has no step 'nope' in attempt 1: see 'bgwf show 1' "
+                       .. "for its steps\n"
+                       .. "first\tMANUALLY_COMPLETED\n"
+                       .. "CANCELLED\n"
+                       .. "nil\tattempt 1 of execution 1 is FINISHED, not RUNNING; there is "
+                       .. "nothing to shut down\n", out)
+    end)
+  end)
+
   describe("submitting a builder function", function()
     it("stores it under options.app for executors of that app", function()
       local code, out, err = run_lua(project, [[
