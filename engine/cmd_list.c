@@ -36,7 +36,8 @@ static const char show_help[] =
     "                     --step, {\"step\": {token, action, status, message, error,\n"
     "                     executor, try, started_at, ended_at, tries: [{try,\n"
     "                     executor, status, started_at, ended_at, error}],\n"
-    "                     log_tail}} (log_tail: the last lines of its log, if any)\n"
+    "                     log_tail, next_check, pending_dependencies}} (log_tail:\n"
+    "                     the last lines of its log; the last two for WAITING steps)\n"
     CLI_COMMON_HELP;
 
 static const char executors_help[] =
@@ -257,6 +258,10 @@ static void print_step_json(const struct status_step *step, const struct step_tr
     strbuf_appendf(&out, ",\"try\":%d", step->try_number);
     append_time_field(&out, "started_at", step->started_at);
     append_time_field(&out, "ended_at", step->ended_at);
+    if (strcmp(step->status, "WAITING") == 0) {
+        append_time_field(&out, "next_check", step->next_check);
+        strbuf_appendf(&out, ",\"pending_dependencies\":%d", step->pending);
+    }
     strbuf_appendf(&out, ",\"tries\":[");
     for (int i = 0; i < try_count; i++) {
         strbuf_appendf(&out, "%s{\"try\":%d,\"executor\":%lld,\"status\":", i ? "," : "",
@@ -330,6 +335,17 @@ static void print_step_text(const struct status_report *report, const struct sta
     if (step->executor_id)
         printf("  executor: %lld\n", (long long)step->executor_id);
     printf("  started:  %s\n  ended:    %s\n", started, ended);
+    if (strcmp(step->status, "WAITING") == 0) {
+        char next[32];
+        cli_format_time(step->next_check, next, sizeof next);
+        if (step->pending > 0)
+            printf("  waiting:  for %d unfinished %s\n", step->pending,
+                   step->pending == 1 ? "dependency" : "dependencies");
+        else if (step->next_check > 0)
+            printf("  waiting:  its next precondition check or retry is due at %s\n", next);
+        else
+            printf("  waiting:  for an executor of its application to take it\n");
+    }
     if (step->message)
         printf("  message:  %s\n", step->message);
     if (step->error) {

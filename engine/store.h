@@ -248,6 +248,8 @@ struct status_step {
     int try_number;
     int64_t started_at;    /* 0 when never started */
     int64_t ended_at;      /* 0 when not ended */
+    int64_t next_check;    /* WAITING: earliest time of its next precondition check */
+    int pending;           /* WAITING: dependencies not done yet */
 };
 
 struct status_report {

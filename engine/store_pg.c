@@ -256,7 +256,8 @@ static const char *const statement_sql[PG_COUNT] = {
         " WHERE e.id = $1 ORDER BY a.id DESC LIMIT 1",
     [PG_STATUS_STEPS] =
         "SELECT token, action, status, status_message, error, executor_id, try,"
-        " started_at, ended_at, id FROM steps WHERE attempt_id = $1 ORDER BY id",
+        " started_at, ended_at, id, next_check, pending FROM steps"
+        " WHERE attempt_id = $1 ORDER BY id",
     [PG_LATEST_EXECUTION_OF] =
         "SELECT id, status FROM executions WHERE app_id = $1"
         " AND scope IS NOT DISTINCT FROM $2::text ORDER BY id DESC LIMIT 1",

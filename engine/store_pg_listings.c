@@ -266,6 +266,8 @@ static int read_steps(struct pg_store *store, struct status_report *report, char
             .started_at = pg_column_int64(result, row, 7),
             .ended_at = pg_column_int64(result, row, 8),
             .step_id = pg_column_int64(result, row, 9),
+            .next_check = pg_column_int64(result, row, 10),
+            .pending = (int)pg_column_int64(result, row, 11),
         };
     }
     report->step_count = found;

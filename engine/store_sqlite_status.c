@@ -80,6 +80,8 @@ static int read_steps(struct sqlite_store *store, struct status_report *report, 
             .started_at = sqlite3_column_int64(statement, 7),
             .ended_at = sqlite3_column_int64(statement, 8),
             .step_id = sqlite3_column_int64(statement, 9),
+            .next_check = sqlite3_column_int64(statement, 10),
+            .pending = sqlite3_column_int(statement, 11),
         };
     }
     sqlite3_reset(statement);
