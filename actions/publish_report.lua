@@ -1,5 +1,5 @@
 -- Publishes the summary as ctx.output/REPORT.txt, but not before the Unix
--- time ctx.not_before: the precondition holds the step until then.
+-- time ctx.not_before: the precondition keeps the step waiting until then.
 return {
   precondition = function(ctx)
     return os.time() >= ctx.not_before

@@ -1,5 +1,5 @@
-/* What every bgwf command shares: common options, errors and opening the
- * store and the Lua state. */
+/* The parts every bgwf command shares: common options, errors and opening
+ * the store and the Lua state. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

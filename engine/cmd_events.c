@@ -70,8 +70,13 @@ static int parse_since(const char *text, int64_t *after_id, int64_t *since_ms)
         return 0;
     if (sscanf(text, "%lld%c%n", &amount, &unit, &used) == 2 && text[used] == '\0' &&
         amount >= 0 && strchr("smhd", unit)) {
-        int64_t scale = unit == 's' ? 1000 : unit == 'm' ? 60000 : unit == 'h' ? 3600000
-                                                                                : 86400000;
+        int64_t scale = 86400000;
+        if (unit == 's')
+            scale = 1000;
+        else if (unit == 'm')
+            scale = 60000;
+        else if (unit == 'h')
+            scale = 3600000;
         *since_ms = (int64_t)time(NULL) * 1000 - amount * scale;
         return 0;
     }

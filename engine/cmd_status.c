@@ -63,7 +63,11 @@ static void print_table(const struct status_report *report)
         const struct status_step *step = &report->steps[i];
         char executor[24] = "-", duration[24] = "-";
         int64_t elapsed = duration_ms(step);
-        const char *detail = step->error ? step->error : step->message ? step->message : "";
+        const char *detail = "";
+        if (step->error)
+            detail = step->error;
+        else if (step->message)
+            detail = step->message;
         char *line = first_line(detail, 200);
 
         if (step->executor_id)

@@ -1,4 +1,4 @@
-/* What the files of the executor share: its state, and the functions that
+/* The state and functions that the files of the executor share: its state, and the functions that
  * start and finish steps and deliver notifications. Only executor*.c
  * include this. */
 #ifndef BGWF_EXECUTOR_INTERNAL_H

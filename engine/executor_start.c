@@ -437,7 +437,7 @@ int executor_fill_slots(struct executor *executor)
         }
         launch_prepared(executor, committed);
         /* A full page of due steps that did not fill the slots (their
-         * preconditions said no, or others claimed them) may hide more. */
+         * preconditions returned false, or others claimed them) may hide more. */
         if (count == limit && executor->running < config->max_concurrent)
             more = 1;
         store_free_due(due, count);

@@ -99,7 +99,7 @@ static int noop_execute(lua_State *L)
     return 0;
 }
 
-/* test_crash(step, ctx): ends the step's process the way ctx.signal says
+/* test_crash(step, ctx): ends the step's process the way ctx.signal names
  * ("SEGV" by a real invalid write, "ABRT" by abort()), to test isolation.
  * [-0, +0, v] */
 static int test_crash_execute(lua_State *L)

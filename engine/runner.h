@@ -14,7 +14,7 @@
 enum run_outcome {
     OUTCOME_NONE,          /* no result frame yet */
     OUTCOME_SUCCESS,       /* execute returned */
-    OUTCOME_FAILURE,       /* execute or the precondition raised; failure holds the message */
+    OUTCOME_FAILURE,       /* execute or the precondition raised; failure contains the message */
     OUTCOME_READY,         /* the precondition returned true */
     OUTCOME_NOT_READY,     /* the precondition returned false */
 };
@@ -83,7 +83,7 @@ void runner_read_output(struct step_run *run);
 
 /* Called once the child was reaped: drains the pipe, and returns the
  * malloc'd failure text, or NULL when the step completed (RUN_EXECUTE) or
- * the precondition answered (RUN_CHECK; run->outcome tells how). */
+ * the precondition returned (RUN_CHECK, and run->outcome has its result). */
 char *runner_finish(struct step_run *run);
 
 /* Empties run for its next child (after a check, the execute): keeps the

@@ -405,7 +405,7 @@ static void on_child_signal(int number)
 }
 
 /* Reaps the children that ended and reports them. A child's process group
- * is killed before it is reaped, while its zombie still holds the group
+ * is killed before it is reaped, while its zombie still keeps the group
  * id, so that what the step left behind goes with it. */
 static void reap_and_report(int exit_fd)
 {

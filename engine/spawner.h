@@ -2,7 +2,7 @@
  * children of steps for the executor.
  *
  * Fork cost and the copy-on-write faults after it grow with the forking
- * process's memory, and the executor holds the database cache. So the
+ * process's memory, and the executor keeps the database cache. So the
  * executor sends each start request to the spawner, which forks from its
  * own small warm Lua state, passes back the child's pid and the read ends
  * of its pipes, reaps the child when it ends and reports its wait status. */

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest line kept whole; longer output is split at this size. */
+/* Maximum length of a line kept whole; longer output is split at it. */
 #define STEP_LOG_LINE_MAX 16384
 
 struct step_log {

@@ -11,7 +11,7 @@
 
 struct store;
 
-/* What happens when a step runs too long, uses too much memory or fails. */
+/* Limits and retry rules of a step: tries, backoff, time and memory. */
 struct step_policy {
     int retries;                /* extra tries after a failure */
     int64_t backoff_initial_ms; /* wait before the first retry */
@@ -42,7 +42,7 @@ struct submit_request {
     char **dropped;
 };
 
-/* What a submit stored. */
+/* The execution and attempt that a submit stored. */
 struct submit_outcome {
     int64_t execution_id;
     int64_t attempt_id;
@@ -60,7 +60,7 @@ struct step_change {
     char *to;
 };
 
-/* What an operator command changed. */
+/* The status changes that an operator command made. */
 struct change_report {
     int64_t execution_id;
     int64_t attempt_id;

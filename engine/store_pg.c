@@ -7,7 +7,12 @@
  * instead of waiting for it. No statement locks a whole table. Heartbeats
  * and the dead-executor cutoff use the database server's clock, not the
  * host's, so clock skew between hosts can neither fail a live executor nor
- * keep a dead one alive. */
+ * keep a dead one alive.
+ *
+ * NOTE: the attempt rules (settling an attempt, the checks of revert,
+ * complete, shutdown and cancel, retries) are written twice, here in
+ * store_pg*.c and in store_sqlite*.c, so a change to one must be copied to
+ * the other until they move into one backend-neutral file. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,7 +126,7 @@ static const char *const statement_sql[PG_COUNT] = {
     [PG_ROLLBACK_SAVEPOINT] = "ROLLBACK TO SAVEPOINT bgwf_nested",
     [PG_SERVER_NOW] = "SELECT " SERVER_NOW_MS,
     /* Serializes submits of one (application, scope), so that the second
-     * of two concurrent ones sees the first one's attempt. */
+     * of two concurrent ones finds the first one's attempt. */
     [PG_SUBMIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
     [PG_APP_INSERT] =
         "INSERT INTO applications(name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
@@ -764,9 +769,9 @@ int pg_commit(struct pg_store *store, char **error)
         store->depth--;
         return 0;
     }
-    /* PostgreSQL answers COMMIT of a transaction in which a statement
-     * failed with a silent ROLLBACK, and a COMMIT on a new connection after
-     * a lost one with a warning only, so both count as failures here. */
+    /* PostgreSQL turns the COMMIT of a transaction in which a statement
+     * failed into a silent ROLLBACK, and replies to a COMMIT on a new connection
+     * after a lost one with a warning only, so both count as failures here. */
     store->depth = 0;
     if (store->conn == NULL || PQstatus(store->conn) != CONNECTION_OK ||
         PQtransactionStatus(store->conn) != PQTRANS_INTRANS) {
@@ -850,7 +855,7 @@ static int exec_constant(struct pg_store *store, const char *sql, const char *wh
 static int schema_version(struct pg_store *store, int *version, char **error)
 {
     /* A scan of pg_class, not to_regclass(): inside the transaction that
-     * waited for the schema lock, the catalog cache can still say that the
+     * waited for the schema lock, the catalog cache can still report that the
      * table another process just created does not exist. */
     PGresult *result = PQexec(store->conn,
                               "SELECT EXISTS(SELECT 1 FROM pg_catalog.pg_class c"

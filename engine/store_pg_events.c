@@ -252,7 +252,12 @@ int pg_finish_delivery(struct store *base, int64_t delivery_id, int delivered,
 {
     struct pg_store *store = (struct pg_store *)base;
     struct pg_params params = { 0 };
-    const char *status = delivered ? "DELIVERED" : retry_at_ms ? "PENDING" : "FAILED";
+    const char *status = "FAILED";
+
+    if (delivered)
+        status = "DELIVERED";
+    else if (retry_at_ms)
+        status = "PENDING";
 
     pg_param_int(&params, delivery_id);
     pg_param_text(&params, status);

@@ -12,7 +12,7 @@
 
 /* Readiness is kept, not recomputed: steps.pending counts unfinished
  * dependencies and steps.active is cleared when the attempt stops starting
- * steps, so the partial index steps_due holds exactly the steps that may
+ * steps, so the partial index steps_due contains exactly the steps that may
  * start, ordered by their next precondition check. */
 static const char schema_sql[] =
     "CREATE TABLE bgwf_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -488,7 +488,7 @@ static int schema_version(struct sqlite_store *store, int *version, char **error
 }
 
 /* Creates the schema when the file is new. Two processes that open a new
- * file at once serialize on BEGIN IMMEDIATE; the second sees the version. */
+ * file at once serialize on BEGIN IMMEDIATE; the second finds the version. */
 static int ensure_schema(struct sqlite_store *store, char **error)
 {
     int version;

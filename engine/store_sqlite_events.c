@@ -295,7 +295,12 @@ int sqlite_finish_delivery(struct store *base, int64_t delivery_id, int delivere
 {
     struct sqlite_store *store = (struct sqlite_store *)base;
     sqlite3_stmt *statement = sqlite_statement(store, SQL_DELIVERY_FINISH, error);
-    const char *status = delivered ? "DELIVERED" : retry_at_ms ? "PENDING" : "FAILED";
+    const char *status = "FAILED";
+
+    if (delivered)
+        status = "DELIVERED";
+    else if (retry_at_ms)
+        status = "PENDING";
 
     if (statement == NULL)
         return -1;

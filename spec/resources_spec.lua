@@ -1,6 +1,6 @@
 -- Resources: named JSON values that one step writes with step:set and a
 -- later step reads with step:get. They belong to the execution, so a
--- resumed attempt sees what an earlier attempt stored, and a step that
+-- resumed attempt reads what an earlier attempt stored, and a step that
 -- fails stores nothing.
 
 local helper = require("helper")

@@ -58,7 +58,9 @@ static void test_find_file(void)
 
     CHECK("find invalid: rc", names_find_file(search, "actions", "action", "../etc", ".lua",
                                               &path, &error) == -1);
-    CHECK("find invalid: message", error && strstr(error, "invalid action name '../etc'"));
+    CHECK("find invalid: error set", error != NULL);
+    CHECK("find invalid: message",
+          error != NULL && strstr(error, "invalid action name '../etc'") != NULL);
     free(error);
 
     unlink(file);
