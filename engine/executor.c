@@ -17,6 +17,9 @@
 #include "spawner.h"
 #include "strbuf.h"
 
+/* How long a child runs before the executor watches its pipes, in ms. */
+#define PIPE_WATCH_DELAY_MS 20
+
 /* How often running steps are checked for a cancel request, in ms. */
 #define CANCEL_CHECK_MS 250
 
@@ -344,20 +347,36 @@ static int attempt_ended(struct executor *executor, int *finished)
     return ended;
 }
 
+/* Waits for a signal, an ended child, or output of a child that has run
+ * for PIPE_WATCH_DELAY_MS. The pipes of younger children are left alone:
+ * most steps end sooner, and then their exit report is the only wake-up
+ * they cost, with the pipes read once at the end. A child that fills a
+ * pipe before then waits at most that long. */
 static void wait_for_events(struct executor *executor, int timeout_ms)
 {
     int slots = executor->config->max_concurrent;
-    struct pollfd fds[2 * slots + 2];
+    struct pollfd fds[2 * slots + 3];
     int count = 0;
+    int64_t now = clock_mono_ms();
 
     fds[count++] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
     if (executor->spawner.exit_fd >= 0)
         fds[count++] = (struct pollfd){ .fd = executor->spawner.exit_fd, .events = POLLIN };
+    if (executor->awaiting_count > 0)
+        fds[count++] = (struct pollfd){ .fd = executor->spawner.request_fd, .events = POLLIN };
     for (int i = 0; i < slots; i++) {
         const struct step_run *run = &executor->runs[i];
-        if (run->pid != 0 && run->report_fd >= 0)
+        if (run->pid == 0)
+            continue;
+        int64_t watch_in = run->started_mono + PIPE_WATCH_DELAY_MS - now;
+        if (watch_in > 0) {
+            if (watch_in < timeout_ms)
+                timeout_ms = (int)watch_in;
+            continue;
+        }
+        if (run->report_fd >= 0)
             fds[count++] = (struct pollfd){ .fd = run->report_fd, .events = POLLIN };
-        if (run->pid != 0 && run->output_fd >= 0)
+        if (run->output_fd >= 0)
             fds[count++] = (struct pollfd){ .fd = run->output_fd, .events = POLLIN };
     }
     poll(fds, (nfds_t)count, timeout_ms);
@@ -463,6 +482,7 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
     log_info("executor=%lld stopped", (long long)executor.id);
     spawner_stop(&executor.spawner);
     free(executor.runs);
+    free(executor.awaiting);
     free(executor.updates);
     if (executor.killed_steps > 0)
         return 1;

@@ -44,6 +44,8 @@ struct executor {
     int killed_steps;
     int store_failing;             /* 1 while queued updates cannot be written */
     struct spawner spawner;
+    struct step_run **awaiting;    /* runs without a spawner reply yet, oldest first */
+    int awaiting_count;
 };
 
 /* In executor.c: queues a change to run's step for the next batch write. */
@@ -53,7 +55,14 @@ void executor_queue_update(struct executor *executor, enum step_update_kind kind
 /* In executor_start.c: slots, the spawner, claims and finished children. */
 struct step_run *executor_free_slot(struct executor *executor);
 void executor_release_slot(struct step_run *run);
-int executor_spawn(struct executor *executor, struct step_run *run);
+/* Asks the spawner to start the children of runs[0] to runs[count - 1]
+ * (each for its run->kind) in one request, without waiting: each run
+ * counts as running from now, and gets its pid when the reply is read.
+ * A run whose child does not start is released, after a failure is
+ * queued for an execute. */
+void executor_spawn(struct executor *executor, struct step_run **runs, int count);
+/* Reads the spawner's replies that are waiting. */
+void executor_read_spawn_replies(struct executor *executor);
 int executor_ensure_spawner(struct executor *executor);
 void executor_finish_run(struct executor *executor, struct step_run *run);
 void executor_handle_exits(struct executor *executor);

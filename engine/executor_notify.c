@@ -86,12 +86,8 @@ void executor_start_deliveries(struct executor *executor)
             delivery->event.type = NULL;
             delivery->event.step = NULL;
             delivery->event.app = NULL;
-            if (executor_spawn(executor, run) == 0) {
-                run->timeout_mono = run->started_mono + DELIVERY_TIMEOUT_MS;
-                log_info("executor=%lld app=%s delivering event %lld (%s) try=%d pid=%d",
-                         (long long)executor->id, run->step.app, (long long)delivery->event.id,
-                         run->event_type, run->delivery_try, (int)run->pid);
-            }
+            run->event_id = delivery->event.id;
+            executor_spawn(executor, &run, 1);
         }
         store_free_deliveries(deliveries, count);
     }

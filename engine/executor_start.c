@@ -16,7 +16,8 @@
 struct step_run *executor_free_slot(struct executor *executor)
 {
     for (int i = 0; i < executor->config->max_concurrent; i++)
-        if (executor->runs[i].pid == 0 && !executor->runs[i].launch_pending)
+        if (executor->runs[i].pid == 0 && !executor->runs[i].launch_pending &&
+            !executor->runs[i].spawn_pending)
             return &executor->runs[i];
     return NULL;
 }
@@ -87,39 +88,24 @@ void executor_release_slot(struct step_run *run)
     memset(run, 0, sizeof *run);
 }
 
-/* Forks the child for run->kind in run's slot. Returns 0, or -1 after
- * queueing a failure (for an execute) and releasing the slot. */
-int executor_spawn(struct executor *executor, struct step_run *run)
+/* Records that run's child did not start: queues a failure for an
+ * execute, and releases the slot. */
+static void spawn_failed(struct executor *executor, struct step_run *run, const char *why)
 {
-    const struct executor_config *config = executor->config;
-    char *error = NULL;
-    const char *what = run->kind == RUN_EXECUTE ? "try" : run->kind == RUN_CHECK
-                           ? "precondition check of try" : "delivery try";
-    char *header = strbuf_printf("== %s %d on executor %lld (pid %d, host %s) ==", what,
-                                 run->kind == RUN_CHECK ? run->try_number + 1 : run->try_number,
-                                 (long long)executor->id, (int)getpid(), executor->host);
+    char *reason = strbuf_printf("starting the step process failed: %s", why);
 
-    step_log_init(&run->log, config->log_dir, run->step.app, run->step.execution_id,
-                  run->step.attempt_id, run->step.token, header, config->log_max_bytes);
-    free(header);
+    record_internal_error(executor, run, reason);
+    if (run->kind == RUN_EXECUTE)
+        fail_without_running(executor, run, reason);
+    else
+        log_error("executor=%lld step=%s checking its precondition failed: %s",
+                  (long long)executor->id, run->step.token, reason);
+    free(reason);
+    executor_release_slot(run);
+}
 
-    if (executor_ensure_spawner(executor) != 0 ||
-        spawner_spawn(&executor->spawner, run, &error) != 0) {
-        if (error == NULL)
-            error = strbuf_dup("no spawner process is running");
-        char *reason = strbuf_printf("starting the step process failed: %s", error);
-        record_internal_error(executor, run, reason);
-        if (run->kind == RUN_EXECUTE)
-            fail_without_running(executor, run, reason);
-        else
-            log_error("executor=%lld step=%s checking its precondition failed: %s",
-                      (long long)executor->id, run->step.token, reason);
-        free(reason);
-        free(error);
-        executor_release_slot(run);
-        return -1;
-    }
-    executor->running++;
+static void spawned(struct executor *executor, struct step_run *run)
+{
     if (run->kind == RUN_EXECUTE) {
         log_info("executor=%lld app=%s execution=%lld attempt=%lld step=%s try=%d started "
                  "pid=%d", (long long)executor->id, run->step.app,
@@ -127,10 +113,74 @@ int executor_spawn(struct executor *executor, struct step_run *run)
                  run->step.token, run->try_number, (int)run->pid);
         if (run->step.timeout_ms > 0)
             run->timeout_mono = run->started_mono + run->step.timeout_ms;
+    } else if (run->kind == RUN_NOTIFY) {
+        log_info("executor=%lld app=%s delivering event %lld (%s) try=%d pid=%d",
+                 (long long)executor->id, run->step.app, (long long)run->event_id,
+                 run->event_type, run->delivery_try, (int)run->pid);
+        run->timeout_mono = run->started_mono + DELIVERY_TIMEOUT_MS;
     } else {
         run->timeout_mono = run->started_mono + executor->config->precondition_timeout_ms;
     }
-    return 0;
+}
+
+void executor_spawn(struct executor *executor, struct step_run **runs, int count)
+{
+    const struct executor_config *config = executor->config;
+    char *error = NULL;
+
+    for (int i = 0; i < count; i++) {
+        struct step_run *run = runs[i];
+        const char *what = run->kind == RUN_EXECUTE ? "try" : run->kind == RUN_CHECK
+                               ? "precondition check of try" : "delivery try";
+        char *header = strbuf_printf("== %s %d on executor %lld (pid %d, host %s) ==", what,
+                                     run->kind == RUN_CHECK ? run->try_number + 1
+                                                            : run->try_number,
+                                     (long long)executor->id, (int)getpid(), executor->host);
+        step_log_init(&run->log, config->log_dir, run->step.app, run->step.execution_id,
+                      run->step.attempt_id, run->step.token, header, config->log_max_bytes);
+        free(header);
+    }
+    if (executor_ensure_spawner(executor) != 0) {
+        error = strbuf_dup("no spawner process is running");
+    } else if (spawner_send(&executor->spawner, runs, count, &error) == 0) {
+        if (executor->awaiting == NULL)
+            executor->awaiting = calloc((size_t)config->max_concurrent,
+                                        sizeof *executor->awaiting);
+        for (int i = 0; i < count; i++) {
+            runs[i]->spawn_pending = 1;
+            executor->awaiting[executor->awaiting_count++] = runs[i];
+        }
+        executor->running += count;
+        return;
+    }
+    for (int i = 0; i < count; i++)
+        spawn_failed(executor, runs[i], error);
+    free(error);
+}
+
+void executor_read_spawn_replies(struct executor *executor)
+{
+    char *errors[SPAWNER_REPLY_MAX];
+    int replied;
+
+    while (executor->awaiting_count > 0 &&
+           (replied = spawner_read_reply(&executor->spawner, executor->awaiting,
+                                          executor->awaiting_count, errors)) > 0) {
+        for (int i = 0; i < replied; i++) {
+            struct step_run *run = executor->awaiting[i];
+            run->spawn_pending = 0;
+            if (errors[i] != NULL) {
+                executor->running--;
+                spawn_failed(executor, run, errors[i]);
+                free(errors[i]);
+            } else {
+                spawned(executor, run);
+            }
+        }
+        executor->awaiting_count -= replied;
+        memmove(executor->awaiting, executor->awaiting + replied,
+                (size_t)executor->awaiting_count * sizeof *executor->awaiting);
+    }
 }
 
 /* Claims the step in run and starts its execute child, or with deferred
@@ -158,7 +208,7 @@ static void claim_and_execute(struct executor *executor, struct step_run *run, i
     if (deferred)
         run->launch_pending = 1;
     else
-        executor_spawn(executor, run);
+        executor_spawn(executor, &run, 1);
 }
 
 /* Prepares a due step inside the caller's batch: claims it, or takes its
@@ -290,9 +340,16 @@ void executor_handle_exits(struct executor *executor)
     struct spawner_exit exits[64];
     int count;
 
+    executor_read_spawn_replies(executor);
     while ((count = spawner_read_exits(&executor->spawner, exits, 64)) > 0) {
         for (int i = 0; i < count; i++) {
             struct step_run *run = find_run(executor, exits[i].pid);
+            if (run == NULL) {
+                /* The spawner replied before this child ended, so the
+                 * reply that names it is waiting now. */
+                executor_read_spawn_replies(executor);
+                run = find_run(executor, exits[i].pid);
+            }
             if (run == NULL)
                 continue;
             run->exited = 1;
@@ -322,6 +379,18 @@ static void spawner_lost(struct executor *executor, const char *why)
         run->wait_status = SIGKILL;
         executor_finish_run(executor, run);
     }
+    /* Runs the spawner never replied to: whether or not they started, their
+     * children died with it. */
+    for (int i = 0; i < executor->awaiting_count; i++) {
+        struct step_run *run = executor->awaiting[i];
+        run->spawn_pending = 0;
+        if (run->kill_reason == NULL)
+            run->kill_reason = strbuf_dup(reason);
+        run->exited = 1;
+        run->wait_status = SIGKILL;
+        executor_finish_run(executor, run);
+    }
+    executor->awaiting_count = 0;
     free(reason);
     if (executor->spawner.request_fd >= 0)
         close(executor->spawner.request_fd);
@@ -368,27 +437,35 @@ int executor_ensure_spawner(struct executor *executor)
     return 0;
 }
 
-/* Starts the children of the slots prepare_step marked, or releases them
- * when their batch did not commit. */
+/* Starts the children of the slots prepare_step marked, in one request to
+ * the spawner, or releases them when their batch did not commit. */
 static void launch_prepared(struct executor *executor, int committed)
 {
-    for (int i = 0; i < executor->config->max_concurrent; i++) {
+    int slots = executor->config->max_concurrent;
+    struct step_run **runs = malloc((size_t)slots * sizeof *runs);
+    int count = 0;
+
+    for (int i = 0; i < slots; i++) {
         struct step_run *run = &executor->runs[i];
         if (!run->launch_pending)
             continue;
         run->launch_pending = 0;
         if (committed)
-            executor_spawn(executor, run);
+            runs[count++] = run;
         else
             executor_release_slot(run);
     }
+    if (count > 0)
+        executor_spawn(executor, runs, count);
+    free(runs);
 }
 
 /* Returns 1 when a slot already runs a check or execute of the step. */
 static int in_flight(const struct executor *executor, int64_t step_id)
 {
     for (int i = 0; i < executor->config->max_concurrent; i++)
-        if ((executor->runs[i].pid != 0 || executor->runs[i].launch_pending) &&
+        if ((executor->runs[i].pid != 0 || executor->runs[i].launch_pending ||
+             executor->runs[i].spawn_pending) &&
             executor->runs[i].step.step_id == step_id)
             return 1;
     return 0;

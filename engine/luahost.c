@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "embedded.h"
 #include "frame.h"
+#include "json_decode.h"
 #include "luahost.h"
 #include "names.h"
 #include "native.h"
@@ -337,6 +338,19 @@ static int push_decoded(lua_State *L, const char *json, char **error)
     return 0;
 }
 
+/* Decodes a step's stored context, which bgwf.json.encode wrote, with the
+ * C decoder; on text it rejects, dkjson decides and gives the message.
+ * [-0, +1, m]; returns -1 (pushing nothing) with *error set. */
+static int push_context(lua_State *L, const char *json, char **error)
+{
+    char *ignored = NULL;
+
+    if (json_decode_push(L, json, strlen(json), &ignored) == 0)
+        return 0;
+    free(ignored);
+    return push_decoded(L, json, error);
+}
+
 static int64_t field_integer(lua_State *L, int index, const char *key)
 {
     lua_getfield(L, index, key);
@@ -520,19 +534,37 @@ int luahost_has_precondition(lua_State *L, const char *name, char **error)
     return kind != LUA_TNIL;
 }
 
+void luahost_prepare_forking(lua_State *L)
+{
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, LUAHOST_CHILD_PROCESS_KEY);
+    step_object_prepare(L);
+}
+
+/* Marks L as a child's state, unless luahost_prepare_forking did. */
+static void mark_child(lua_State *L)
+{
+    int marked = lua_getfield(L, LUA_REGISTRYINDEX, LUAHOST_CHILD_PROCESS_KEY) != LUA_TNIL;
+
+    lua_pop(L, 1);
+    if (!marked) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, LUA_REGISTRYINDEX, LUAHOST_CHILD_PROCESS_KEY);
+    }
+}
+
 int luahost_check(lua_State *L, const char *action, const char *context_json, int report_fd)
 {
     char *error = NULL;
     int sent;
 
-    lua_pushboolean(L, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, LUAHOST_CHILD_PROCESS_KEY);
+    mark_child(L);
     lua_pushcfunction(L, traceback_handler);
     if (luahost_push_action(L, action, &error) != 0)
         goto failed;
     lua_getfield(L, -1, "precondition");
     lua_remove(L, -2);
-    if (push_decoded(L, context_json, &error) != 0) {
+    if (push_context(L, context_json, &error) != 0) {
         char *message = strbuf_printf("the stored context is not valid JSON: %s", error);
         free(error);
         error = message;
@@ -560,15 +592,14 @@ int luahost_execute(lua_State *L, const struct step_info *info, const char *cont
     char *error = NULL;
     int sent;
 
-    lua_pushboolean(L, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, LUAHOST_CHILD_PROCESS_KEY);
+    mark_child(L);
     lua_pushcfunction(L, traceback_handler);
     if (luahost_push_action(L, info->action, &error) != 0)
         goto failed;
     lua_getfield(L, -1, "execute");
     lua_remove(L, -2);
     step_object_push(L, info, report_fd);
-    if (push_decoded(L, context_json, &error) != 0) {
+    if (push_context(L, context_json, &error) != 0) {
         char *message = strbuf_printf("the stored context is not valid JSON: %s", error);
         free(error);
         error = message;

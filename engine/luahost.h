@@ -21,6 +21,13 @@
  * it with lua_close. */
 lua_State *luahost_open(const char *search_path, char **error);
 
+/* Readies L, the state of the process that forks the children of steps,
+ * once: marks it as a child's state (bgwf.is_forked() is true there and
+ * bgwf.open raises), and creates what every step object shares. Each
+ * child then writes less inherited memory, and each page it writes is a
+ * page the kernel copies. */
+void luahost_prepare_forking(lua_State *L);
+
 /* Adds the embedded Lua modules (bgwf.builder, bgwf.json,
  * bgwf.preconditions, ...) to package.preload of L, keeping any entry that
  * is already there. Stack: [-0, +0, m]. */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -32,19 +33,29 @@ static void reset_child_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* /dev/null, opened once by the forking process for every child's stdin. */
+static int null_fd = -1;
+
+/* Prepares, once, what every child inherits instead of setting it up
+ * itself: /dev/null open, and stdout line buffered so that lines reach the
+ * log as they are printed, not when the step ends. */
+static void prepare_forking_process(void)
+{
+    if (null_fd >= 0)
+        return;
+    null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 /* Points stdin at /dev/null and stdout and stderr at the output pipe. */
 static void redirect_standard_streams(int output_fd)
 {
-    int null_fd = open("/dev/null", O_RDONLY);
-
-    if (null_fd >= 0 && null_fd != STDIN_FILENO) {
+    if (null_fd >= 0)
         dup2(null_fd, STDIN_FILENO);
-        close(null_fd);
-    }
+    else
+        close(STDIN_FILENO);
     dup2(output_fd, STDOUT_FILENO);
     dup2(output_fd, STDERR_FILENO);
-    /* Lines reach the log as they are printed, not when the step ends. */
-    setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
 static void close_inherited_descriptors(int report_fd)
@@ -157,6 +168,7 @@ int runner_spawn(lua_State *L, struct step_run *run, char **error)
     int report[2], output[2], input[2];
     pid_t pid;
 
+    prepare_forking_process();
     if (prepare_input(run, input, error) != 0)
         return -1;
 
@@ -176,8 +188,12 @@ int runner_spawn(lua_State *L, struct step_run *run, char **error)
         *error = strbuf_printf("pipe2 failed: %s", strerror(saved));
         return -1;
     }
-    fflush(stdout);
-    fflush(stderr);
+    /* Flushing an empty stream still writes its lock, and so copies the
+     * page it is on while earlier children share it. */
+    if (__fpending(stdout) > 0)
+        fflush(stdout);
+    if (__fpending(stderr) > 0)
+        fflush(stderr);
     pid_t executor_pid = getpid();
     pid = fork();
     if (pid < 0) {

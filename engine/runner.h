@@ -53,7 +53,9 @@ struct step_run {
     struct resource *written;   /* resources the child set, newest value per name */
     int written_count;
     int launch_pending;    /* claimed or leased in a batch not yet committed */
+    int spawn_pending;     /* asked of the spawner, which has not answered yet */
     int64_t delivery_id;   /* RUN_NOTIFY: the delivery being made */
+    int64_t event_id;      /* RUN_NOTIFY: the event it delivers */
     int delivery_try;
     char *command;         /* RUN_NOTIFY: shell command to run, or NULL for an action */
     char *event_type;      /* RUN_NOTIFY: the event's type */

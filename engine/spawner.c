@@ -2,6 +2,7 @@
  * children of steps for the executor. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -20,6 +21,10 @@
 #include "luahost.h"
 #include "spawner.h"
 #include "strbuf.h"
+
+/* Set in the spawner's environment when bgwf, not the user, set
+ * LD_BIND_NOW there; the spawner then removes both before any step runs. */
+#define BIND_NOW_ADDED "BGWF_SPAWNER_BIND_NOW"
 
 /* Marks a NULL string in a request. */
 #define NULL_LENGTH UINT32_MAX
@@ -128,6 +133,7 @@ static char *get_text(struct reader *reader)
 static void encode_request(const struct step_run *run, struct strbuf *out)
 {
     uint32_t placeholder = 0;
+    size_t start = out->length;
 
     strbuf_append(out, (const char *)&placeholder, sizeof placeholder);
     put_int(out, run->kind);
@@ -149,8 +155,8 @@ static void encode_request(const struct step_run *run, struct strbuf *out)
         put_text(out, run->snapshot[i].name);
         put_text(out, run->snapshot[i].value);
     }
-    uint32_t length = (uint32_t)(out->length - sizeof placeholder);
-    memcpy(out->data, &length, sizeof length);
+    uint32_t length = (uint32_t)(out->length - start - sizeof placeholder);
+    memcpy(out->data + start, &length, sizeof length);
 }
 
 static int decode_request(struct reader *reader, struct step_run *run)
@@ -185,40 +191,52 @@ static int decode_request(struct reader *reader, struct step_run *run)
     return reader->failed ? -1 : 0;
 }
 
-/* The reply to a request: the child's pid (or 0) and an error text, with
- * the two pipe ends attached as SCM_RIGHTS when it started. */
-struct reply_header {
-    int32_t pid;
-    uint32_t error_length;
+/* The spawner replies to the requests it found waiting together, in one
+ * message of at most REPLY_MAX entries: each entry is the child's pid, or
+ * 0 and the length of an error text. The texts follow the message in
+ * entry order, and the two pipe ends of each child that started ride on
+ * it as SCM_RIGHTS, in the same order. */
+#define REPLY_MAX SPAWNER_REPLY_MAX
+
+struct reply {
+    int32_t count;
+    int32_t pid[REPLY_MAX];
+    uint32_t error_length[REPLY_MAX];
 };
 
-static int send_reply(int fd, pid_t pid, const int *fds, const char *error)
+/* What the spawner gathers for one reply. */
+struct reply_batch {
+    struct reply reply;
+    int fds[2 * REPLY_MAX];
+    int fd_count;
+    struct strbuf errors;
+};
+
+static int send_reply(int fd, struct reply_batch *batch)
 {
-    struct reply_header header = { (int32_t)pid, error ? (uint32_t)strlen(error) : 0 };
-    struct iovec parts[2] = {
-        { &header, sizeof header },
-        { (void *)(error ? error : ""), header.error_length },
-    };
+    struct iovec part = { &batch->reply, sizeof batch->reply };
     union {
-        char buffer[CMSG_SPACE(2 * sizeof(int))];
+        char buffer[CMSG_SPACE(2 * REPLY_MAX * sizeof(int))];
         struct cmsghdr align;
     } control;
-    struct msghdr message = { .msg_iov = parts, .msg_iovlen = error ? 2 : 1 };
+    struct msghdr message = { .msg_iov = &part, .msg_iovlen = 1 };
 
-    if (pid > 0) {
+    if (batch->fd_count > 0) {
         memset(&control, 0, sizeof control);
         message.msg_control = control.buffer;
-        message.msg_controllen = sizeof control.buffer;
+        message.msg_controllen = CMSG_SPACE((size_t)batch->fd_count * sizeof(int));
         struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
         cmsg->cmsg_level = SOL_SOCKET;
         cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(2 * sizeof(int));
-        memcpy(CMSG_DATA(cmsg), fds, 2 * sizeof(int));
+        cmsg->cmsg_len = CMSG_LEN((size_t)batch->fd_count * sizeof(int));
+        memcpy(CMSG_DATA(cmsg), batch->fds, (size_t)batch->fd_count * sizeof(int));
     }
     while (sendmsg(fd, &message, 0) < 0) {
         if (errno != EINTR)
             return -1;
     }
+    if (batch->errors.length > 0 && write_all(fd, batch->errors.data, batch->errors.length) != 0)
+        return -1;
     return 0;
 }
 
@@ -287,6 +305,12 @@ int spawner_start(struct spawner *spawner, const char *search_path, char **error
         fcntl(exits[1], F_SETFD, 0);
         snprintf(request_text, sizeof request_text, "%d", sockets[1]);
         snprintf(exit_text, sizeof exit_text, "%d", exits[1]);
+        /* Bind every library symbol when the spawner starts, not on first
+         * call: lazy binding would repeat in each child. */
+        if (getenv("LD_BIND_NOW") == NULL) {
+            setenv("LD_BIND_NOW", "1", 1);
+            setenv(BIND_NOW_ADDED, "1", 1);
+        }
         execl(program_path, "bgwf", "__spawner", request_text, exit_text, search_path,
               (char *)NULL);
         int saved = errno;
@@ -303,22 +327,12 @@ int spawner_start(struct spawner *spawner, const char *search_path, char **error
     return 0;
 }
 
-int spawner_spawn(struct spawner *spawner, struct step_run *run, char **error)
+int spawner_send(struct spawner *spawner, struct step_run **runs, int count, char **error)
 {
     struct strbuf request = STRBUF_INIT;
-    struct reply_header header;
-    union {
-        char buffer[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct iovec part = { &header, sizeof header };
-    struct msghdr message = {
-        .msg_iov = &part, .msg_iovlen = 1,
-        .msg_control = control.buffer, .msg_controllen = sizeof control.buffer,
-    };
-    ssize_t received;
 
-    encode_request(run, &request);
+    for (int i = 0; i < count; i++)
+        encode_request(runs[i], &request);
     int sent = write_all(spawner->request_fd, request.data, request.length);
     strbuf_free(&request);
     if (sent != 0) {
@@ -327,35 +341,76 @@ int spawner_spawn(struct spawner *spawner, struct step_run *run, char **error)
                                strerror(saved));
         return -1;
     }
-    do {
-        received = recvmsg(spawner->request_fd, &message, MSG_CMSG_CLOEXEC);
-    } while (received < 0 && errno == EINTR);
-    if (received != (ssize_t)sizeof header) {
-        *error = strbuf_printf("the spawner did not answer (it may have died)");
-        return -1;
-    }
-    if (header.pid <= 0) {
-        char *text = calloc(1, (size_t)header.error_length + 1);
-        if (read_all(spawner->request_fd, text, header.error_length) != 0)
-            snprintf(text, (size_t)header.error_length + 1, "unknown error");
-        *error = strbuf_printf("the spawner could not start the step: %s", text);
-        free(text);
-        return -1;
-    }
-    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
-    if (cmsg == NULL || cmsg->cmsg_type != SCM_RIGHTS ||
-        cmsg->cmsg_len != CMSG_LEN(2 * sizeof(int))) {
-        *error = strbuf_printf("the spawner sent no pipes for process %d", (int)header.pid);
-        kill(-header.pid, SIGKILL);
-        return -1;
-    }
-    int fds[2];
-    memcpy(fds, CMSG_DATA(cmsg), sizeof fds);
-    run->pid = header.pid;
-    run->report_fd = fds[0];
-    run->output_fd = fds[1];
-    run->started_mono = clock_mono_ms();
     return 0;
+}
+
+int spawner_read_reply(struct spawner *spawner, struct step_run **runs, int count, char **errors)
+{
+    struct reply reply;
+    union {
+        char buffer[CMSG_SPACE(2 * REPLY_MAX * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec part = { &reply, sizeof reply };
+    struct msghdr message = {
+        .msg_iov = &part, .msg_iovlen = 1,
+        .msg_control = control.buffer, .msg_controllen = sizeof control.buffer,
+    };
+    ssize_t received;
+    int fds[2 * REPLY_MAX];
+    int fd_count = 0;
+
+    do {
+        received = recvmsg(spawner->request_fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (received < 0 && errno == EINTR);
+    if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    if (received <= 0)
+        return -1;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message); cmsg != NULL;
+         cmsg = CMSG_NXTHDR(&message, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+            continue;
+        int n = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        if (n > 2 * REPLY_MAX - fd_count)
+            n = 2 * REPLY_MAX - fd_count;
+        memcpy(fds + fd_count, CMSG_DATA(cmsg), (size_t)n * sizeof(int));
+        fd_count += n;
+    }
+    /* The spawner is writing the rest of this reply now. */
+    if ((size_t)received < sizeof reply &&
+        read_all(spawner->request_fd, (char *)&reply + received, sizeof reply - (size_t)received) != 0)
+        return -1;
+    if (reply.count < 1 || reply.count > REPLY_MAX || reply.count > count)
+        return -1;
+    int next_fd = 0;
+    for (int i = 0; i < reply.count; i++) {
+        struct step_run *run = runs[i];
+        errors[i] = NULL;
+        if (reply.pid[i] <= 0) {
+            char *text = calloc(1, (size_t)reply.error_length[i] + 1);
+            if (read_all(spawner->request_fd, text, reply.error_length[i]) != 0) {
+                free(text);
+                for (int j = 0; j < i; j++)
+                    free(errors[j]);
+                return -1;
+            }
+            errors[i] = strbuf_printf("the spawner could not start the step: %s", text);
+            free(text);
+            continue;
+        }
+        if (next_fd + 2 > fd_count) {
+            errors[i] = strbuf_printf("the spawner sent no pipes for process %d",
+                                      (int)reply.pid[i]);
+            kill(-reply.pid[i], SIGKILL);
+            continue;
+        }
+        run->pid = reply.pid[i];
+        run->report_fd = fds[next_fd++];
+        run->output_fd = fds[next_fd++];
+        run->started_mono = clock_mono_ms();
+    }
+    return reply.count;
 }
 
 int spawner_read_exits(struct spawner *spawner, struct spawner_exit *exits, int max)
@@ -426,33 +481,101 @@ static void reap_and_report(int exit_fd)
     }
 }
 
-static void serve_request(lua_State *L, int request_fd)
+/* Loads the action into the spawner's own Lua state, once, so that each
+ * child finds it compiled instead of reading and compiling its file. The
+ * executor ran the file's top level already, to look for a precondition.
+ * An action that fails to load is left to the child, which reports why. */
+static void warm_action(lua_State *L, const struct step_run *run)
+{
+    char *error = NULL;
+
+    if (run->kind == RUN_NOTIFY && run->command != NULL)
+        return;
+    if (luahost_push_action(L, run->step.action, &error) == 0)
+        lua_pop(L, 1);
+    else
+        free(error);
+}
+
+/* A request read from the executor, until its child started. */
+struct request {
+    struct step_run run;
+    char *payload;
+    char *error;           /* why its child did not start; malloc'd */
+};
+
+/* Static, so that the pages they live on are the same for every batch. */
+static struct request requests[REPLY_MAX];
+static struct reply_batch batch;
+
+/* Reads and decodes one request into request. */
+static void read_request(int request_fd, struct request *request)
 {
     uint32_t length;
-    char *payload;
-    struct step_run run;
-    char *error = NULL;
 
     if (read_all(request_fd, &length, sizeof length) != 0)
         _exit(0);
-    payload = malloc(length ? length : 1);
-    if (payload == NULL || read_all(request_fd, payload, length) != 0)
+    request->payload = malloc(length ? length : 1);
+    request->error = NULL;
+    if (request->payload == NULL || read_all(request_fd, request->payload, length) != 0)
         _exit(0);
-    struct reader reader = { payload, length, 0, 0 };
-    if (decode_request(&reader, &run) != 0) {
-        send_reply(request_fd, 0, NULL, "the start request was malformed");
-    } else if (runner_spawn(L, &run, &error) != 0) {
-        send_reply(request_fd, 0, NULL, error);
-        free(error);
-    } else {
-        int fds[2] = { run.report_fd, run.output_fd };
-        send_reply(request_fd, run.pid, fds, NULL);
-        close(run.report_fd);
-        close(run.output_fd);
-        run.report_fd = run.output_fd = -1;
+    struct reader reader = { request->payload, length, 0, 0 };
+    if (decode_request(&reader, &request->run) != 0)
+        request->error = strbuf_dup("the start request was malformed");
+}
+
+/* Returns 1 when the next request is already waiting on fd. */
+static int request_waiting(int fd)
+{
+    struct pollfd ready = { .fd = fd, .events = POLLIN };
+
+    return poll(&ready, 1, 0) == 1 && (ready.revents & POLLIN);
+}
+
+/* Starts the children of the requests waiting together, at most
+ * REPLY_MAX, and replies to them in one message.
+ *
+ * Every page the spawner writes while a child still shares it is copied,
+ * so the work is done in phases: all requests are read and their actions
+ * loaded first, then the children are forked back to back, writing little
+ * in between, and what was allocated is freed last. */
+static void serve_requests(lua_State *L, int request_fd)
+{
+    int count = 0;
+
+    do {
+        read_request(request_fd, &requests[count++]);
+    } while (count < REPLY_MAX && request_waiting(request_fd));
+    for (int i = 0; i < count; i++)
+        if (requests[i].error == NULL)
+            warm_action(L, &requests[i].run);
+    for (int i = 0; i < count; i++)
+        if (requests[i].error == NULL)
+            runner_spawn(L, &requests[i].run, &requests[i].error);
+
+    memset(&batch.reply, 0, sizeof batch.reply);
+    batch.fd_count = 0;
+    batch.errors = (struct strbuf)STRBUF_INIT;
+    batch.reply.count = count;
+    for (int i = 0; i < count; i++) {
+        struct request *request = &requests[i];
+        if (request->error != NULL) {
+            batch.reply.error_length[i] = (uint32_t)strlen(request->error);
+            strbuf_append(&batch.errors, request->error, strlen(request->error));
+            continue;
+        }
+        batch.reply.pid[i] = (int32_t)request->run.pid;
+        batch.fds[batch.fd_count++] = request->run.report_fd;
+        batch.fds[batch.fd_count++] = request->run.output_fd;
     }
-    runner_release(&run);
-    free(payload);
+    if (send_reply(request_fd, &batch) != 0)
+        _exit(0);
+    for (int i = 0; i < count; i++) {
+        runner_release(&requests[i].run);
+        free(requests[i].payload);
+        free(requests[i].error);
+    }
+    strbuf_free(&batch.errors);
 }
 
 int spawner_main(int argc, char **argv)
@@ -464,6 +587,14 @@ int spawner_main(int argc, char **argv)
         fprintf(stderr, "bgwf: __spawner is started by bgwf executor, not by hand\n");
         return 2;
     }
+    if (getenv(BIND_NOW_ADDED) != NULL) {
+        unsetenv("LD_BIND_NOW");
+        unsetenv(BIND_NOW_ADDED);
+    }
+    /* Without fast bins, malloc has no fast-bin chunks to consolidate, a
+     * walk that would write to (and so copy) many inherited heap pages in
+     * each child on its first large allocation. */
+    mallopt(M_MXFAST, 0);
     int request_fd = atoi(argv[1]);
     int exit_fd = atoi(argv[2]);
     pid_t executor = getppid();
@@ -492,6 +623,7 @@ int spawner_main(int argc, char **argv)
         free(error);
         return 1;
     }
+    luahost_prepare_forking(L);
     for (;;) {
         struct pollfd fds[2] = {
             { .fd = request_fd, .events = POLLIN },
@@ -504,6 +636,6 @@ int spawner_main(int argc, char **argv)
             continue;
         reap_and_report(exit_fd);
         if (fds[0].revents & (POLLIN | POLLHUP))
-            serve_request(L, request_fd);
+            serve_requests(L, request_fd);
     }
 }

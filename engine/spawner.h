@@ -3,15 +3,19 @@
  *
  * Fork cost and the copy-on-write faults after it grow with the forking
  * process's memory, and the executor keeps the database cache. So the
- * executor sends each start request to the spawner, which forks from its
- * own small warm Lua state, passes back the child's pid and the read ends
- * of its pipes, reaps the child when it ends and reports its wait status. */
+ * executor sends the start requests of each loop turn to the spawner
+ * together; it forks from its own small warm Lua state, passes back each
+ * child's pid and the read ends of its pipes, reaps the children when they
+ * end and reports their wait status. */
 #ifndef BGWF_SPAWNER_H
 #define BGWF_SPAWNER_H
 
 #include <sys/types.h>
 
 #include "runner.h"
+
+/* The maximum number of runs in one reply of the spawner. */
+#define SPAWNER_REPLY_MAX 64
 
 struct spawner {
     pid_t pid;
@@ -33,10 +37,20 @@ void spawner_set_program(const char *argv0);
  * with search_path for actions. Returns 0, or -1 with *error set. */
 int spawner_start(struct spawner *spawner, const char *search_path, char **error);
 
-/* Asks the spawner to start run (as runner_spawn would) and fills run->pid,
- * run->report_fd, run->output_fd and run->started_mono. Returns 0, or -1
+/* Sends the spawner one request to start runs[0] to runs[count - 1], each
+ * as runner_spawn would, without waiting for its reply. Returns 0, or -1
  * with *error set. */
-int spawner_spawn(struct spawner *spawner, struct step_run *run, char **error);
+int spawner_send(struct spawner *spawner, struct step_run **runs, int count, char **error);
+
+/* Reads one reply of the spawner, when one is waiting, for the oldest
+ * requested runs: runs[0] to runs[count - 1] are those without a reply yet,
+ * in request order. Each run that started gets its pid, report_fd,
+ * output_fd and started_mono, and errors[i] NULL; for the others errors[i]
+ * is the malloc'd reason. Returns the number of runs the reply covers (at most
+ * REPLY_MAX), 0 when no reply is waiting, or -1 when the spawner is gone
+ * or garbled its reply. The spawner replies to a request before it reports
+ * the exit of any child it started, so replies are read before exits. */
+int spawner_read_reply(struct spawner *spawner, struct step_run **runs, int count, char **errors);
 
 /* Reads the exit reports that are waiting, at most max of them, into exits.
  * Returns their count, 0 when none is waiting, or -1 when the spawner is

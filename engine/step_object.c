@@ -217,6 +217,23 @@ static void push_metatable(lua_State *L)
     lua_setfield(L, -2, "__tostring");
 }
 
+void step_object_prepare(lua_State *L)
+{
+    static const char *const fields[] = {
+        "token", "action", "app", "scope", "execution", "attempt", "id", "try",
+    };
+
+    push_metatable(L);
+    /* Keeping the names referenced keeps them interned. */
+    lua_createtable(L, (int)(sizeof fields / sizeof fields[0]), 0);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        lua_pushstring(L, fields[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "fields");
+    lua_pop(L, 1);
+}
+
 void step_object_push(lua_State *L, const struct step_info *info, int report_fd)
 {
     struct step_object *step = lua_newuserdatauv(L, sizeof *step, 2);

@@ -28,4 +28,9 @@ struct step_info {
  * step's own writes. Stack: [-0, +1, m]. */
 void step_object_push(lua_State *L, const struct step_info *info, int report_fd);
 
+/* Creates, in a state that forks children, what every step object shares:
+ * its metatable and the names of its fields, so that each child finds
+ * them instead of allocating them. Stack: [-0, +0, m]. */
+void step_object_prepare(lua_State *L);
+
 #endif

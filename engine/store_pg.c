@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
+#include "pq_library.h"
 
 #include "clock.h"
 #include "log.h"
@@ -992,8 +992,11 @@ static const struct store_ops pg_ops = {
 
 struct store *store_pg_open(const char *url, char **error)
 {
-    struct pg_store *store = calloc(1, sizeof *store);
+    struct pg_store *store;
 
+    if (pq_library_load(error) != 0)
+        return NULL;
+    store = calloc(1, sizeof *store);
     if (store == NULL) {
         *error = strbuf_printf("opening %s failed: %s", url, strerror(ENOMEM));
         return NULL;

@@ -2,7 +2,7 @@
 #ifndef BGWF_STORE_PG_H
 #define BGWF_STORE_PG_H
 
-#include <libpq-fe.h>
+#include "pq_library.h"
 
 #include "store.h"
 

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
+#include "pq_library.h"
 
 #include "clock.h"
 #include "store_pg.h"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include <libpq-fe.h>
+#include "pq_library.h"
 
 #include "clock.h"
 #include "store_pg.h"

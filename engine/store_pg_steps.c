@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
+#include "pq_library.h"
 
 #include "store_pg.h"
 #include "strbuf.h"
