@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "luahost.h"
 #include "spawner.h"
 
 static const char main_help[] =
@@ -66,6 +67,7 @@ static const struct command commands[] = {
 int cli_main(int argc, char **argv)
 {
     spawner_set_program(argv[0]);
+    luahost_time_builds_by_alarm();
     if (argc < 2) {
         fputs(main_help, stderr);
         return EXIT_USAGE;

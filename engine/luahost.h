@@ -21,6 +21,11 @@
  * it with lua_close. */
 lua_State *luahost_open(const char *search_path, char **error);
 
+/* Makes workflow builds in this process stop at their time limit by
+ * SIGALRM instead of a count hook. Only a program that owns SIGALRM and
+ * its interval timer calls this (bgwf does; the Lua module does not). */
+void luahost_time_builds_by_alarm(void);
+
 /* Readies L, the state of the process that forks the children of steps,
  * once: marks it as a child's state (bgwf.is_forked() is true there and
  * bgwf.open raises), and creates what every step object shares. Each

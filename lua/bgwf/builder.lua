@@ -25,10 +25,18 @@ local Builder = {}
 Builder.__index = Builder
 Builder.__name = "bgwf.workflow_builder"
 
+--- short_src of each function that declared steps, looked up once.
+local sources = setmetatable({}, { __mode = "k" })
+
 local function where(level)
-  local info = debug.getinfo(level + 1, "Sl")
+  local info = debug.getinfo(level + 1, "lf")
   if info and info.currentline and info.currentline > 0 then
-    return info.short_src .. ":" .. info.currentline
+    local source = sources[info.func]
+    if not source then
+      source = debug.getinfo(info.func, "S").short_src
+      sources[info.func] = source
+    end
+    return source .. ":" .. info.currentline
   end
   return "?"
 end
@@ -37,6 +45,9 @@ end
 local function is_valid_name(name)
   if type(name) ~= "string" or name == "" then
     return false
+  end
+  if name:find("^[%w_]+$") then
+    return true
   end
   for segment in (name .. "."):gmatch("(.-)%.") do
     if not segment:match("^[%w_]+$") then
@@ -79,7 +90,21 @@ end
 
 --- Checks the retry, timeout and memory options and returns them in the
 --- units the store keeps (ms and bytes; 0 means none).
+--- The policy of a step that sets none of its options, shared (never changed).
+local DEFAULT_POLICY = {
+  retries = 0,
+  backoff_initial_ms = DEFAULT_BACKOFF.initial * 1000,
+  backoff_factor = DEFAULT_BACKOFF.factor,
+  backoff_max_ms = DEFAULT_BACKOFF.max * 1000,
+  timeout_ms = 0,
+  max_memory = 0,
+}
+
 local function check_policy(token, options)
+  if options.retries == nil and options.retry_backoff == nil and options.timeout == nil
+      and options.max_memory == nil then
+    return DEFAULT_POLICY
+  end
   local retries = options.retries or 0
   if math.type(retries) ~= "integer" or retries < 0 then
     error(string.format("retries of step '%s' must be a whole number >= 0, not %s", token,

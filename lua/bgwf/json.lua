@@ -22,12 +22,26 @@ local function key_path(path, key)
   return path .. "[" .. (type(key) == "string" and string.format("%q", key) or tostring(key)) .. "]"
 end
 
-local function encode_number(value, path)
+--- The path of the value being encoded, built only for an error message:
+--- keys[1] to keys[depth] lead from the root to it.
+local function path_of(state, depth)
+  local path = state.root
+  for i = 1, depth do
+    path = key_path(path, state.keys[i])
+  end
+  return path
+end
+
+local function fail(state, depth, reason)
+  error({ path = path_of(state, depth), reason = reason })
+end
+
+local function encode_number(value, state, depth)
   if math.type(value) == "integer" then
     return string.format("%d", value)
   end
   if value ~= value or value == math.huge or value == -math.huge then
-    error({ path = path, reason = "NaN and infinite numbers have no JSON form" })
+    fail(state, depth, "NaN and infinite numbers have no JSON form")
   end
   local text = string.format("%.14g", value)
   if tonumber(text) ~= value then
@@ -40,7 +54,7 @@ local function encode_number(value, path)
 end
 
 --- Returns "array" with its length when t is a sequence 1..n, else "object".
-local function table_kind(t, path)
+local function table_kind(t, state, depth)
   local count, max_index = 0, 0
   local has_string, has_other = false, nil
   for key in pairs(t) do
@@ -54,8 +68,8 @@ local function table_kind(t, path)
     end
   end
   if has_other ~= nil then
-    error({ path = path, reason = "table key " .. tostring(has_other) ..
-      " is neither a string nor a positive integer" })
+    fail(state, depth, "table key " .. tostring(has_other) ..
+      " is neither a string nor a positive integer")
   end
   if count == 0 then
     return "object", 0
@@ -64,81 +78,90 @@ local function table_kind(t, path)
     return "array", count
   end
   if not has_string then
-    error({ path = path, reason = "array has holes (highest index " .. max_index ..
-      ", " .. count .. " values), which JSON arrays cannot represent" })
+    fail(state, depth, "array has holes (highest index " .. max_index ..
+      ", " .. count .. " values), which JSON arrays cannot represent")
   end
   if max_index > 0 then
-    error({ path = path, reason = "table mixes string keys and integer keys; JSON needs one or the other" })
+    fail(state, depth, "table mixes string keys and integer keys; JSON needs one or the other")
   end
   return "object", count
 end
 
 local encode_value
 
-local function encode_table(t, path, out, open, depth)
+local function encode_table(t, state, depth)
+  local out, open = state.out, state.open
   if open[t] then
-    error({ path = path, reason = "table refers to itself (a cycle), which JSON cannot hold" })
+    fail(state, depth, "table refers to itself (a cycle), which JSON cannot hold")
   end
   if depth > MAX_DEPTH then
-    error({ path = path, reason = "nested deeper than " .. MAX_DEPTH .. " levels" })
+    fail(state, depth, "nested deeper than " .. MAX_DEPTH .. " levels")
   end
   open[t] = true
-  local kind, length = table_kind(t, path)
+  local kind, length = table_kind(t, state, depth)
+  local keys = state.keys
   if kind == "array" then
     out[#out + 1] = "["
     for i = 1, length do
       if i > 1 then out[#out + 1] = "," end
-      encode_value(t[i], path .. "[" .. i .. "]", out, open, depth + 1)
+      keys[depth + 1] = i
+      encode_value(t[i], state, depth + 1)
     end
     out[#out + 1] = "]"
   else
-    local keys = {}
-    for key in pairs(t) do keys[#keys + 1] = key end
-    table.sort(keys)
+    local names = {}
+    for key in pairs(t) do names[#names + 1] = key end
+    table.sort(names)
     out[#out + 1] = "{"
-    for i, key in ipairs(keys) do
+    for i, key in ipairs(names) do
       if i > 1 then out[#out + 1] = "," end
-      encode_value(key, key_path(path, key), out, open, depth + 1)
+      keys[depth + 1] = key
+      encode_value(key, state, depth + 1)
       out[#out + 1] = ":"
-      encode_value(t[key], key_path(path, key), out, open, depth + 1)
+      encode_value(t[key], state, depth + 1)
     end
     out[#out + 1] = "}"
   end
   open[t] = nil
 end
 
-encode_value = function(value, path, out, open, depth)
+encode_value = function(value, state, depth)
+  local out = state.out
   local kind = type(value)
   if kind == "nil" then
     out[#out + 1] = "null"
   elseif kind == "boolean" then
     out[#out + 1] = value and "true" or "false"
   elseif kind == "number" then
-    out[#out + 1] = encode_number(value, path)
+    out[#out + 1] = encode_number(value, state, depth)
   elseif kind == "string" then
     if not utf8.len(value) then
-      error({ path = path, reason = "string is not valid UTF-8 (encode binary data, for example as hex)" })
+      fail(state, depth, "string is not valid UTF-8 (encode binary data, for example as hex)")
     end
     out[#out + 1] = '"' .. value:gsub('[%c"\\]', escape_char) .. '"'
   elseif kind == "table" then
-    encode_table(value, path, out, open, depth)
+    encode_table(value, state, depth)
   else
-    error({ path = path, reason = kind .. " values cannot be stored as JSON" })
+    fail(state, depth, kind .. " values cannot be stored as JSON")
   end
 end
 
 --- Encodes value as JSON text. Returns the text, or nil and a message that
 --- names the path of the first value JSON cannot hold ("ctx.files[2]").
 function M.encode(value, root)
-  local out = {}
-  local ok, failure = pcall(encode_value, value, root or "ctx", out, {}, 0)
+  -- Most contexts of generated steps are empty: skip the walk.
+  if type(value) == "table" and next(value) == nil and getmetatable(value) == nil then
+    return "{}"
+  end
+  local state = { out = {}, open = {}, keys = {}, root = root or "ctx" }
+  local ok, failure = pcall(encode_value, value, state, 0)
   if not ok then
     if type(failure) == "table" then
       return nil, "at " .. failure.path .. ": " .. failure.reason
     end
     return nil, tostring(failure)
   end
-  return table.concat(out)
+  return table.concat(state.out)
 end
 
 --- Decodes JSON text. Returns the value (JSON null becomes nil), or nil and
