@@ -92,16 +92,15 @@ void executor_queue_update(struct executor *executor, enum step_update_kind kind
     };
 }
 
-/* Writes the queued updates in one transaction. On a store error they stay
- * queued and the next turn tries again. */
-static void flush_updates(struct executor *executor)
+int executor_write_updates(struct executor *executor, struct step_update **written)
 {
     struct step_update *batch;
     char *error = NULL;
     int count = executor->update_count;
 
+    *written = NULL;
     if (count == 0)
-        return;
+        return 0;
     batch = malloc((size_t)count * sizeof *batch);
     for (int i = 0; i < count; i++)
         batch[i] = executor->updates[i].update;
@@ -113,33 +112,53 @@ static void flush_updates(struct executor *executor)
         executor->store_failing = 1;
         free(error);
         free(batch);
-        return;
+        return -1;
     }
+    *written = batch;
+    return count;
+}
+
+void executor_forget_updates(struct executor *executor, struct step_update *written, int count)
+{
+    if (count <= 0)
+        return;
     if (executor->store_failing)
         log_info("executor=%lld the store accepts writes again; recorded %d queued updates",
                  (long long)executor->id, count);
     executor->store_failing = 0;
     for (int i = 0; i < count; i++) {
         struct pending_update *pending = &executor->updates[i];
-        if (batch[i].retried)
+        if (written[i].retried)
             log_info("executor=%lld step=%s step_id=%lld try=%d failed; it will be retried "
                      "after its backoff", (long long)executor->id, pending->token,
-                     (long long)batch[i].step_id, batch[i].try_number);
-        if (batch[i].lost && batch[i].kind != UPDATE_MESSAGE)
+                     (long long)written[i].step_id, written[i].try_number);
+        if (written[i].lost && written[i].kind != UPDATE_MESSAGE)
             log_warn("executor=%lld step=%s step_id=%lld try=%d lost the step: it was failed "
                      "or claimed again meanwhile, so this result was not recorded",
-                     (long long)executor->id, pending->token, (long long)batch[i].step_id,
-                     batch[i].try_number);
+                     (long long)executor->id, pending->token, (long long)written[i].step_id,
+                     written[i].try_number);
         free(pending->message);
         free(pending->error);
         free(pending->token);
         store_free_resources(pending->resources, pending->resource_count);
     }
-    executor->update_count = 0;
-    free(batch);
+    /* Updates queued after the write stay for the next one. */
+    executor->update_count -= count;
+    memmove(executor->updates, executor->updates + count,
+            (size_t)executor->update_count * sizeof *executor->updates);
 }
 
-/* Names every result the executor could not write before it had to exit. */
+/* Writes the queued updates in a transaction of their own. On a store
+ * error they stay queued and the next turn tries again. */
+static void flush_updates(struct executor *executor)
+{
+    struct step_update *written;
+    int count = executor_write_updates(executor, &written);
+
+    executor_forget_updates(executor, written, count);
+    free(written);
+}
+
 static void report_unrecorded(struct executor *executor)
 {
     for (int i = 0; i < executor->update_count; i++) {
@@ -444,7 +463,13 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
         enforce_deadlines(&executor);
         executor_reap_children(&executor);
         queue_message_updates(&executor);
-        flush_updates(&executor);
+        /* With slots to fill, the claims share one transaction with the
+         * queued updates (executor_fill_slots writes both). */
+        if (executor.stop_signals == 0 && !attempt_done && !executor.store_failing &&
+            executor.running < config->max_concurrent)
+            more = executor_fill_slots(&executor);
+        else
+            flush_updates(&executor);
 
         if (config->only_attempt && attempt_ended(&executor, &finished))
             attempt_done = 1;
@@ -455,8 +480,6 @@ int executor_run(struct store *store, lua_State *L, const struct executor_config
         if ((executor.stop_signals > 0 || attempt_done) && executor.running == 0 &&
             (executor.update_count == 0 || executor.stop_signals >= 2))
             break;
-        if (executor.stop_signals == 0 && !attempt_done && !executor.store_failing)
-            more = executor_fill_slots(&executor);
         if (config->exit_when_idle && executor.stop_signals == 0 && executor.running == 0 &&
             executor.update_count == 0 && !more && !has_work(&executor)) {
             log_info("executor=%lld is idle: no step of %s is waiting or running",

@@ -48,6 +48,13 @@ struct executor {
     int awaiting_count;
 };
 
+/* In executor.c: writes the queued updates (inside an open batch, as a
+ * savepoint) and returns their count with *written the array the store
+ * marked (retried, lost), or -1 when the write failed (they stay queued);
+ * executor_forget_updates drops the first count once they are committed. */
+int executor_write_updates(struct executor *executor, struct step_update **written);
+void executor_forget_updates(struct executor *executor, struct step_update *written, int count);
+
 /* In executor.c: queues a change to run's step for the next batch write. */
 void executor_queue_update(struct executor *executor, enum step_update_kind kind,
                            struct step_run *run, const char *message, const char *error);

@@ -460,6 +460,16 @@ static void launch_prepared(struct executor *executor, int committed)
     free(runs);
 }
 
+/* Returns the number of slots prepare_step marked to start. */
+static int pending_launches(const struct executor *executor)
+{
+    int count = 0;
+
+    for (int i = 0; i < executor->config->max_concurrent; i++)
+        count += executor->runs[i].launch_pending;
+    return count;
+}
+
 /* Returns 1 when a slot already runs a check or execute of the step. */
 static int in_flight(const struct executor *executor, int64_t step_id)
 {
@@ -471,53 +481,65 @@ static int in_flight(const struct executor *executor, int64_t step_id)
     return 0;
 }
 
-/* Starts due steps while slots are free. Returns 1 when more steps may be
- * due right now (a query filled its limit). */
+/* Writes the queued updates and starts due steps while slots are free, in
+ * one transaction: a turn's results and its claims cost one commit. The
+ * children start only after it committed, so none runs unclaimed, and the
+ * updates leave the queue only then. Returns 1 when more steps may be due
+ * right now (a query filled its limit). */
 int executor_fill_slots(struct executor *executor)
 {
     struct store *store = executor->store;
     const struct executor_config *config = executor->config;
+    struct step_update *written = NULL;
+    char *error = NULL;
     int more = 0;
 
-    for (int a = 0; a < config->app_count; a++) {
-        int limit = config->max_concurrent - executor->running;
+    if (store->ops->batch_begin(store, &error) != 0) {
+        log_error("executor=%lld starting a claim batch failed: %s", (long long)executor->id,
+                  error);
+        free(error);
+        return 0;
+    }
+    int written_count = executor_write_updates(executor, &written);
+    /* Updates that failed to write keep their slots' dependents waiting
+     * too: nothing is claimed until they are in. */
+    for (int a = 0; a < config->app_count && written_count >= 0; a++) {
+        int limit = config->max_concurrent - executor->running - pending_launches(executor);
         struct due_step *due = NULL;
         int count = 0;
-        char *error = NULL;
 
         if (limit <= 0)
-            return 0;
+            break;
         if (store->ops->find_due(store, config->apps[a], config->only_attempt, clock_wall_ms(),
                                  limit, &due, &count, &error) != 0) {
             log_error("executor=%lld app=%s looking for due steps failed: %s",
                       (long long)executor->id, config->apps[a], error);
             free(error);
-            continue;
-        }
-        /* One transaction holds the page's claims and check leases; the
-         * children start only after it committed, so none runs unclaimed. */
-        if (store->ops->batch_begin(store, &error) != 0) {
-            log_error("executor=%lld app=%s starting a claim batch failed: %s",
-                      (long long)executor->id, config->apps[a], error);
-            free(error);
-            store_free_due(due, count);
+            error = NULL;
             continue;
         }
         for (int i = 0; i < count; i++)
             if (!in_flight(executor, due[i].step_id))
                 prepare_step(executor, &due[i]);
-        int committed = store->ops->batch_end(store, 1, &error) == 0;
-        if (!committed) {
-            log_error("executor=%lld app=%s committing the claims failed; the steps stay "
-                      "WAITING: %s", (long long)executor->id, config->apps[a], error);
-            free(error);
-        }
-        launch_prepared(executor, committed);
         /* A full page of due steps that did not fill the slots (their
          * preconditions returned false, or others claimed them) may hide more. */
-        if (count == limit && executor->running < config->max_concurrent)
+        if (count == limit && executor->running + pending_launches(executor) <
+                                  config->max_concurrent)
             more = 1;
         store_free_due(due, count);
     }
+    int committed = store->ops->batch_end(store, 1, &error) == 0;
+    if (!committed) {
+        log_error("executor=%lld committing the claims and %d step updates failed; the steps "
+                  "stay WAITING and the updates queued: %s", (long long)executor->id,
+                  written_count > 0 ? written_count : 0, error);
+        free(error);
+        if (written_count > 0)
+            executor->store_failing = 1;
+    } else {
+        executor_forget_updates(executor, written, written_count);
+    }
+    free(written);
+    launch_prepared(executor, committed);
     return more;
 }

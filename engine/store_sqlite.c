@@ -637,7 +637,7 @@ struct store *store_sqlite_open(const char *path, char **error)
     for (int tries = 0;; tries++) {
         rc = sqlite3_exec(store->db,
                           "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-                          "PRAGMA foreign_keys = OFF;",
+                          "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
                           NULL, NULL, &message);
         if (rc == SQLITE_OK)
             break;
