@@ -161,7 +161,7 @@ void executor_spawn(struct executor *executor, struct step_run **runs, int count
 void executor_read_spawn_replies(struct executor *executor)
 {
     char *errors[SPAWNER_REPLY_MAX];
-    int replied;
+    int replied = 0;
 
     while (executor->awaiting_count > 0 &&
            (replied = spawner_read_reply(&executor->spawner, executor->awaiting,
@@ -180,6 +180,14 @@ void executor_read_spawn_replies(struct executor *executor)
         executor->awaiting_count -= replied;
         memmove(executor->awaiting, executor->awaiting + replied,
                 (size_t)executor->awaiting_count * sizeof *executor->awaiting);
+    }
+    /* A spawner that replies with garbage cannot be trusted with the
+     * children it has: killing it fails them (see spawner_lost) and the
+     * next turn starts a new one. */
+    if (replied == -2 && executor->spawner.pid > 0) {
+        log_error("executor=%lld the spawner process (pid %d) sent an unreadable reply; "
+                  "restarting it", (long long)executor->id, (int)executor->spawner.pid);
+        kill(executor->spawner.pid, SIGKILL);
     }
 }
 

@@ -381,8 +381,11 @@ int spawner_read_reply(struct spawner *spawner, struct step_run **runs, int coun
     if ((size_t)received < sizeof reply &&
         read_all(spawner->request_fd, (char *)&reply + received, sizeof reply - (size_t)received) != 0)
         return -1;
-    if (reply.count < 1 || reply.count > REPLY_MAX || reply.count > count)
-        return -1;
+    if (reply.count < 1 || reply.count > REPLY_MAX || reply.count > count) {
+        for (int i = 0; i < fd_count; i++)
+            close(fds[i]);
+        return -2;
+    }
     int next_fd = 0;
     for (int i = 0; i < reply.count; i++) {
         struct step_run *run = runs[i];

@@ -47,9 +47,10 @@ int spawner_send(struct spawner *spawner, struct step_run **runs, int count, cha
  * in request order. Each run that started gets its pid, report_fd,
  * output_fd and started_mono, and errors[i] NULL; for the others errors[i]
  * is the malloc'd reason. Returns the number of runs the reply covers (at most
- * REPLY_MAX), 0 when no reply is waiting, or -1 when the spawner is gone
- * or garbled its reply. The spawner replies to a request before it reports
- * the exit of any child it started, so replies are read before exits. */
+ * SPAWNER_REPLY_MAX), 0 when no reply is waiting, -1 when the spawner is gone,
+ * or -2 when its reply names more runs than were requested. The spawner
+ * replies to a request before it reports the exit of any child it
+ * started, so replies are read before exits. */
 int spawner_read_reply(struct spawner *spawner, struct step_run **runs, int count, char **errors);
 
 /* Reads the exit reports that are waiting, at most max of them, into exits.
