@@ -301,6 +301,33 @@ static void parsed_free(struct parsed *parsed)
     free(parsed->apps);
 }
 
+static int runs_app(const struct executor_config *config, const char *app)
+{
+    for (int i = 0; i < config->app_count; i++)
+        if (strcmp(config->apps[i], app) == 0)
+            return 1;
+    return 0;
+}
+
+/* Warns about each application with no workflow file on the search path:
+ * most likely a misspelling. It is only a warning, because the Lua module
+ * can submit workflows built by a function, with no file. */
+static void warn_about_unknown_apps(const struct executor_config *config)
+{
+    for (int i = 0; i < config->app_count; i++) {
+        char *path = NULL, *error = NULL;
+        if (names_find_file(config->search_path, "workflows", "workflow", config->apps[i],
+                            ".lua", &path, &error) != 0) {
+            log_warn("app=%s has no workflows/%s.lua on the search path %s; check the "
+                     "spelling of --apps (only executions that the Lua module submitted "
+                     "with a builder function can run)", config->apps[i], config->apps[i],
+                     config->search_path);
+            free(error);
+        }
+        free(path);
+    }
+}
+
 int cmd_executor(int argc, char **argv)
 {
     struct parsed parsed;
@@ -313,6 +340,10 @@ int cmd_executor(int argc, char **argv)
     if (rc == CLI_CONTINUE && parsed.config.app_count == 0)
         rc = cli_usage_error("executor", "--apps is required: name the applications this "
                              "executor runs, for example --apps simple,reports");
+    for (int i = 0; rc == CLI_CONTINUE && i < parsed.config.app_limit_count; i++)
+        if (!runs_app(&parsed.config, parsed.limits[i].app))
+            rc = cli_usage_error("executor", "--app-limit names '%s', which is not in --apps "
+                                 "%s", parsed.limits[i].app, parsed.config.apps_text);
     if (rc != CLI_CONTINUE) {
         parsed_free(&parsed);
         return rc;
@@ -320,6 +351,7 @@ int cmd_executor(int argc, char **argv)
 
     log_set_role("executor");
     parsed.config.search_path = parsed.common.path;
+    warn_about_unknown_apps(&parsed.config);
     char *default_log_dir = step_log_default_dir(parsed.common.db);
     if (parsed.config.log_dir == NULL)
         parsed.config.log_dir = default_log_dir;

@@ -22,13 +22,40 @@ static const char wait_help[] =
     "  --poll-ms MS       how often to look (default 500)\n"
     CLI_COMMON_HELP
     "\n"
-    "Exit status: 0 when the attempt FINISHED, 1 when it FAILED or was SHUTDOWN (or\n"
-    "on an error), 2 on a usage error, 3 when the timeout passed first.\n";
+    "Exit status: 0 when the attempt FINISHED and the execution is COMPLETE; 1 when\n"
+    "the attempt FAILED or was SHUTDOWN, when the execution was CANCELLED, or when it\n"
+    "is INCOMPLETE because a step was reverted after the attempt finished (submit\n"
+    "again to resume), or on an error; 2 on a usage error; 3 when the timeout passed\n"
+    "first.\n";
 
 static int attempt_has_ended(const char *status)
 {
     return strcmp(status, "FINISHED") == 0 || strcmp(status, "FAILED") == 0 ||
            strcmp(status, "SHUTDOWN") == 0;
+}
+
+/* Returns 1, after saying why, when the execution whose newest attempt
+ * ended is not COMPLETE although that attempt may have FINISHED: it was
+ * cancelled, or a step was reverted since. */
+static int execution_not_complete(struct store *store, int64_t execution_id)
+{
+    struct status_report report;
+    char *error = NULL;
+    int incomplete;
+
+    if (store->ops->status(store, execution_id, &report, &error) != 0) {
+        cli_error("%s", error);
+        free(error);
+        return 1;
+    }
+    incomplete = strcmp(report.execution_status, "COMPLETE") != 0;
+    if (strcmp(report.execution_status, "CANCELLED") == 0)
+        printf("execution %lld is CANCELLED\n", (long long)execution_id);
+    else if (incomplete && strcmp(report.attempt_status, "FINISHED") == 0)
+        printf("execution %lld is %s: a step was reverted after the attempt finished; "
+               "submit again to resume\n", (long long)execution_id, report.execution_status);
+    store_free_status(&report);
+    return incomplete;
 }
 
 int cmd_wait(int argc, char **argv)
@@ -124,6 +151,8 @@ int cmd_wait(int argc, char **argv)
                    (long long)execution_id, (long long)attempt_id, progress.status,
                    progress.done, progress.total, progress.failed);
             rc = strcmp(progress.status, "FINISHED") == 0 ? EXIT_OK : EXIT_FAILED;
+            if (execution_not_complete(store, execution_id))
+                rc = EXIT_FAILED;
         }
         free(progress.status);
         if (ended)

@@ -207,8 +207,8 @@ static void check_cancellations(struct executor *executor)
         return;
     if (executor->store->ops->cancelled_steps(executor->store, executor->id, &cancelled, &count,
                                               &error) != 0) {
-        log_error("executor=%lld looking for cancelled steps failed: %s",
-                  (long long)executor->id, error);
+        /* The store's message already says what failed. */
+        log_error("executor=%lld %s", (long long)executor->id, error);
         free(error);
         return;
     }

@@ -22,6 +22,12 @@ struct store *store_open(const char *location, char **error)
         return NULL;
 #endif
     }
+    const char *scheme_end = strstr(location, "://");
+    if (scheme_end != NULL && strchr(location, '/') > scheme_end) {
+        *error = strbuf_printf("unsupported database URL '%s': use a postgresql:// URL or the "
+                               "path of an SQLite file", location);
+        return NULL;
+    }
     return store_sqlite_open(location, error);
 }
 

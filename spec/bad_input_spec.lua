@@ -224,6 +224,12 @@ local CASES = {
     code = 1,
     parts = { "/nonexistent/dir/x.db" },
   },
+  {
+    name = "a database URL of an unsupported kind",
+    args = { "submit", "ok", "--db", "mysql://localhost/bgwf" },
+    code = 1,
+    parts = { "unsupported database URL 'mysql://localhost/bgwf'", "postgresql://" },
+  },
 }
 
 -- Names that must never become paths, for a workflow and for an action.

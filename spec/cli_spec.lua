@@ -95,9 +95,25 @@ describe("bgwf", function()
       args = { "run", "simple", "--poll-ms", "soon" },
       parts = { "--poll-ms" },
     },
+    {
+      name = "an --app-limit for an application not in --apps",
+      args = { "executor", "--apps", "simple", "--app-limit", "other=2" },
+      parts = { "--app-limit names 'other'", "--apps simple" },
+    },
     { name = "an unknown run option", args = { "run", "simple", "--bogus" }, parts = { "--bogus" } },
     { name = "an unknown status option", args = { "status", "--bogus" }, parts = { "--bogus" } },
   }
+
+  describe("executor given an application with no workflow file", function()
+    it("warns that the name may be misspelled", function()
+      local result = project:run({ "executor", "--apps", "simpel", "--exit-when-idle" })
+
+      assert.are.equal(0, result.code, result.stderr)
+      assert.is_truthy(result.stderr:find("app=simpel has no workflows/simpel.lua", 1, true),
+        result.stderr)
+      assert.is_truthy(result.stderr:find("check the spelling of --apps", 1, true), result.stderr)
+    end)
+  end)
 
   for _, case in ipairs(USAGE_ERRORS) do
     describe("given " .. case.name, function()

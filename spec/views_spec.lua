@@ -337,6 +337,30 @@ describe("bgwf wait", function()
     assert.are.equal("SHUTDOWN", assert(project:status(1)).attempt.status)
   end)
 
+  it("exits 1 when a step was reverted after the attempt finished", function()
+    project:write("flag", "")
+    lifecycle.submit_and_drain(project, "chain")
+    assert.are.equal(0, project:run({ "revert", "1", "last" }).code)
+
+    local result = project:run({ "wait", "1", "--timeout", "30" })
+
+    assert.are.equal(1, result.code, result.stdout .. result.stderr)
+    assert.is_truthy(result.stdout:find("execution 1 is INCOMPLETE", 1, true), result.stdout)
+    assert.are.equal("FINISHED", assert(project:status(1)).attempt.status)
+  end)
+
+  it("exits 1 when the execution was CANCELLED", function()
+    project:write("flag", "")
+    lifecycle.submit_and_drain(project, "chain")
+    assert.are.equal(0, project:run({ "revert", "1", "last" }).code)
+    assert.are.equal(0, project:run({ "cancel", "1" }).code)
+
+    local result = project:run({ "wait", "1", "--timeout", "30" })
+
+    assert.are.equal(1, result.code, result.stdout .. result.stderr)
+    assert.is_truthy(result.stdout:find("execution 1 is CANCELLED", 1, true), result.stdout)
+  end)
+
   it("exits 3 when the timeout passes first", function()
     assert.are.equal(0, project:run({ "submit", "chain" }).code)
 

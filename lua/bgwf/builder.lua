@@ -397,7 +397,7 @@ function M.build(app, scope_name, workflow_fn, ctx)
   local tails = workflow_fn(root, ctx)
 
   if #state.steps == 0 then
-    fail("workflow '" .. app .. "' declares no steps")
+    fail("no steps declared: call wf:step at least once")
   end
   for _, node in ipairs(state.steps) do
     resolve_node(node, state)
