@@ -207,7 +207,7 @@ static void check_cancellations(struct executor *executor)
         return;
     if (executor->store->ops->cancelled_steps(executor->store, executor->id, &cancelled, &count,
                                               &error) != 0) {
-        /* The store's message already says what failed. */
+        /* The store's message already names the failed operation. */
         log_error("executor=%lld %s", (long long)executor->id, error);
         free(error);
         return;

@@ -48,11 +48,14 @@ struct executor {
     int awaiting_count;
 };
 
-/* In executor.c: writes the queued updates (inside an open batch, as a
- * savepoint) and returns their count with *written the array the store
- * marked (retried, lost), or -1 when the write failed (they stay queued);
- * executor_forget_updates drops the first count once they are committed. */
+/* In executor.c: writes the queued updates, as a savepoint inside an open
+ * batch. Returns their count and sets *written to the copies the store
+ * marked (retried, lost), or returns -1 when the write failed. The updates
+ * stay queued either way. */
 int executor_write_updates(struct executor *executor, struct step_update **written);
+
+/* In executor.c: drops the first count queued updates, which a commit
+ * made durable, and logs the ones the store marked in written. */
 void executor_forget_updates(struct executor *executor, struct step_update *written, int count);
 
 /* In executor.c: queues a change to run's step for the next batch write. */

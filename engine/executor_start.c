@@ -90,9 +90,9 @@ void executor_release_slot(struct step_run *run)
 
 /* Records that run's child did not start: queues a failure for an
  * execute, and releases the slot. */
-static void spawn_failed(struct executor *executor, struct step_run *run, const char *why)
+static void spawn_failed(struct executor *executor, struct step_run *run, const char *cause)
 {
-    char *reason = strbuf_printf("starting the step process failed: %s", why);
+    char *reason = strbuf_printf("starting the step process failed: %s", cause);
 
     record_internal_error(executor, run, reason);
     if (run->kind == RUN_EXECUTE)
@@ -127,6 +127,7 @@ void executor_spawn(struct executor *executor, struct step_run **runs, int count
 {
     const struct executor_config *config = executor->config;
     char *error = NULL;
+    int pid = (int)getpid();
 
     for (int i = 0; i < count; i++) {
         struct step_run *run = runs[i];
@@ -135,7 +136,7 @@ void executor_spawn(struct executor *executor, struct step_run **runs, int count
         char *header = strbuf_printf("== %s %d on executor %lld (pid %d, host %s) ==", what,
                                      run->kind == RUN_CHECK ? run->try_number + 1
                                                             : run->try_number,
-                                     (long long)executor->id, (int)getpid(), executor->host);
+                                     (long long)executor->id, pid, executor->host);
         step_log_init(&run->log, config->log_dir, run->step.app, run->step.execution_id,
                       run->step.attempt_id, run->step.token, header, config->log_max_bytes);
         free(header);
@@ -489,11 +490,10 @@ static int in_flight(const struct executor *executor, int64_t step_id)
     return 0;
 }
 
-/* Writes the queued updates and starts due steps while slots are free, in
- * one transaction: a turn's results and its claims cost one commit. The
- * children start only after it committed, so none runs unclaimed, and the
- * updates leave the queue only then. Returns 1 when more steps may be due
- * right now (a query filled its limit). */
+/* Writes the queued updates and claims due steps while slots are free, in
+ * one transaction, so a turn's results and claims cost one commit. The
+ * children start and the updates leave the queue only after the commit.
+ * Returns 1 when more steps may be due now (a query filled its limit). */
 int executor_fill_slots(struct executor *executor)
 {
     struct store *store = executor->store;

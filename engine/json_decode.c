@@ -20,9 +20,9 @@ struct parser {
     const char *end;
 };
 
-static int fail(struct parser *p, const char *what)
+static int fail(struct parser *p, const char *problem)
 {
-    return luaL_error(p->L, "%s at byte %d", what, (int)(p->at - p->text) + 1);
+    return luaL_error(p->L, "%s at byte %d", problem, (int)(p->at - p->text) + 1);
 }
 
 static void skip_space(struct parser *p)

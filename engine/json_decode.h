@@ -2,8 +2,8 @@
  *
  * Each step's child decodes its stored context before execute runs. The
  * Lua decoder (dkjson) scans with string patterns and allocates as it
- * goes, and in a forked child every page it writes is a page the kernel
- * copies; this one reads the text once and allocates only the values.
+ * goes, and the kernel copies every page a forked child writes. This one
+ * reads the text once and allocates only the values.
  * It gives what bgwf.json.decode gives: integers stay integers, other
  * numbers are floats, JSON null is nil (so a null array element leaves a
  * hole), and objects and arrays carry the same metatables as dkjson's,

@@ -80,9 +80,9 @@ static void start_build_clock(lua_State *L)
     build_timeout_ms = timeout_ms;
     build_deadline = clock_mono_ms() + timeout_ms;
     if (!builds_by_alarm) {
-        /* A count hook makes Lua check it before every instruction, which
-         * slows a large build by about a seventh (an estimate from one
-         * 10,000-step build); the alarm costs nothing until it fires. */
+        /* Lua checks a count hook before every instruction, so it slows a
+         * large build by about a seventh (an estimate from one 10,000-step
+         * build). The alarm costs nothing until it fires. */
         lua_sethook(L, build_deadline_hook, LUA_MASKCOUNT, 10000);
         return;
     }

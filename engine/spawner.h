@@ -3,10 +3,10 @@
  *
  * Fork cost and the copy-on-write faults after it grow with the forking
  * process's memory, and the executor keeps the database cache. So the
- * executor sends the start requests of each loop turn to the spawner
- * together; it forks from its own small warm Lua state, passes back each
- * child's pid and the read ends of its pipes, reaps the children when they
- * end and reports their wait status. */
+ * executor sends each loop turn's start requests to the spawner together.
+ * The spawner forks from its own small warm Lua state and passes back each
+ * child's pid and the read ends of its pipes. It reaps the children when
+ * they end and reports their wait status. */
 #ifndef BGWF_SPAWNER_H
 #define BGWF_SPAWNER_H
 
